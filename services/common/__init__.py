@@ -1,0 +1,1 @@
+"""What every vocreg service stands on: config, storage, bus, edge, auth, metrics, calendar."""

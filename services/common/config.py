@@ -1,0 +1,74 @@
+"""Configuration from the environment, with defaults that run the platform on this machine.
+
+Workers get their nameko config from `worker_config()`, so the same variables configure the
+nameko process, the edge and the tests. Nothing here reads a file the deployer must write.
+"""
+from __future__ import annotations
+
+import os
+
+SERVICE_NAMES = ("filing", "grading", "inspection", "certificates", "escrow", "courses")
+
+DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
+# A fixed, obviously-development secret for `make run` and the tests; the edge and the workers
+# log a warning at start while they use it. Deployments set VOCREG_JWT_SECRET from a Secret.
+DEV_JWT_SECRET = "vocreg-dev-secret-not-for-production"
+
+# Local ports: one edge for all services, one metrics port per worker.
+DEFAULT_GRPC_PORT = 50051
+DEFAULT_EDGE_METRICS_PORT = 9100
+WORKER_METRICS_PORTS = {name: 9101 + i for i, name in enumerate(SERVICE_NAMES)}
+
+
+def env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"configuration error: {name}={raw!r} is not an integer") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"configuration error: {name}={raw!r} is not a number") from None
+
+
+def amqp_uri() -> str:
+    return env("AMQP_URI", DEFAULT_AMQP_URI)
+
+
+def mongo_uri(service: str) -> str:
+    """Each service owns its database; the default is the embedded in-memory one."""
+    return env("MONGO_URI", f"mongomock://localhost/vocreg_{service}")
+
+
+def jwt_secret() -> str:
+    return env("VOCREG_JWT_SECRET", DEV_JWT_SECRET)
+
+
+def worker_config(service: str) -> dict:
+    """The nameko config dict for one service's worker."""
+    return {
+        "AMQP_URI": amqp_uri(),
+        "MONGO_URI": mongo_uri(service),
+        "METRICS_PORT": env_int("METRICS_PORT", WORKER_METRICS_PORTS.get(service, 0)),
+        # Seconds between outbox relay and deadline sweeps.
+        "SWEEP_INTERVAL": env_float("SWEEP_INTERVAL", 30.0),
+        "max_workers": env_int("MAX_WORKERS", 10),
+        "serializer": "json",
+        "LOGGING": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+            "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+            "root": {"level": env("LOG_LEVEL", "INFO"), "handlers": ["console"]},
+        },
+    }

@@ -1,0 +1,69 @@
+"""Prometheus metrics: RPC latency and errors for workers and the edge, events per type.
+
+One registry per process (prometheus_client's default). Workers serve it on METRICS_PORT,
+the edge on EDGE_METRICS_PORT; port 0 serves nothing (tests run several containers at once).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from nameko.extensions import DependencyProvider
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+WORKER_CALLS = Counter(
+    "vocreg_worker_calls_total", "Worker entrypoint calls (RPC, event handlers, timers).",
+    ["service", "entrypoint", "outcome"])
+WORKER_LATENCY = Histogram(
+    "vocreg_worker_call_seconds", "Worker entrypoint latency.", ["service", "entrypoint"],
+    buckets=LATENCY_BUCKETS)
+GRPC_CALLS = Counter(
+    "vocreg_grpc_calls_total", "gRPC calls answered by the edge.", ["method", "code"])
+GRPC_LATENCY = Histogram(
+    "vocreg_grpc_call_seconds", "gRPC latency at the edge.", ["method"], buckets=LATENCY_BUCKETS)
+EVENTS_PUBLISHED = Counter(
+    "vocreg_events_total", "Business events published, by type (each state change is one).",
+    ["service", "event_type"])
+OUTBOX_PENDING = Gauge(
+    "vocreg_outbox_pending", "Events stored but not yet published, seen by the last relay.",
+    ["service"])
+PUBLISH_FAILURES = Counter(
+    "vocreg_event_publish_failures_total", "Publish attempts that failed; the relay retries.",
+    ["service"])
+
+_served_ports: set[int] = set()
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on `port` once per process; 0 disables."""
+    if port and port not in _served_ports:
+        start_http_server(port)
+        _served_ports.add(port)
+        log.info("metrics on :%d/metrics", port)
+
+
+class WorkerMetrics(DependencyProvider):
+    """Times every entrypoint of the service and counts outcomes by exception type."""
+
+    def setup(self):
+        self._started = {}
+        serve(int(self.container.config.get("METRICS_PORT", 0) or 0))
+
+    def worker_setup(self, worker_ctx):
+        self._started[worker_ctx] = time.perf_counter()
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        started = self._started.pop(worker_ctx, None)
+        service = self.container.service_name
+        entrypoint = worker_ctx.entrypoint.method_name
+        outcome = "ok" if exc_info is None else exc_info[0].__name__
+        WORKER_CALLS.labels(service, entrypoint, outcome).inc()
+        if started is not None:
+            WORKER_LATENCY.labels(service, entrypoint).observe(time.perf_counter() - started)
+
+    def get_dependency(self, worker_ctx):
+        return None

@@ -1,0 +1,76 @@
+"""Filing's documents (database alias "filing"). Dates are ISO strings: they sort as dates."""
+from __future__ import annotations
+
+from mongoengine import (BooleanField, DateTimeField, DictField, ListField, StringField)
+
+from services.common.storage import Aggregate
+
+ALIAS = "filing"
+
+
+class Application(Aggregate):
+    meta = {
+        "db_alias": ALIAS,
+        "collection": "applications",
+        "indexes": [
+            # One application per (institution, request_id): a retried submit finds the first.
+            {"fields": ["request_key"], "unique": True},
+            # At most one open application per institution, enforced by the database.
+            {"fields": ["open_key"], "unique": True, "sparse": True},
+            "institution_id",
+            ("state", "acceptance_due"),
+            ("state", "supplement_due"),
+        ],
+    }
+
+    application_id = StringField(primary_key=True)
+    request_key = StringField(required=True)
+    # Hash of the first request under request_key: a replay must match it.
+    request_hash = StringField(required=True)
+    open_key = StringField()
+    institution_id = StringField(required=True)
+    institution = DictField(required=True)
+    scope = ListField(DictField())
+    materials = ListField(DictField())
+    state = StringField(required=True)
+    submitted_at = DateTimeField(required=True)
+    received_on = StringField(required=True)
+    acceptance_due = StringField()
+    acceptance_due_provisional = BooleanField(default=False)
+    supplement = DictField()
+    supplement_due = StringField()
+    accepted_on = StringField()
+    accepted_by = StringField()
+    decision_due = StringField()
+    decision_due_provisional = BooleanField(default=False)
+    reasons = ListField(StringField())
+    evaluation = DictField()
+    filing_code = StringField()
+    decided_on = StringField()
+
+
+class Institution(Aggregate):
+    meta = {
+        "db_alias": ALIAS,
+        "collection": "institutions",
+        "indexes": [
+            {"fields": ["filing_code"], "unique": True},
+            ("status", "filing_code"),
+            "scope.occupation_code",
+            "district_code",
+        ],
+    }
+
+    institution_id = StringField(primary_key=True)
+    name = StringField(required=True)
+    legal_representative = StringField()
+    address = StringField()
+    district_code = StringField()
+    contact_phone = StringField()
+    filing_code = StringField(required=True)
+    scope = ListField(DictField())
+    status = StringField(required=True)
+    filed_on = StringField(required=True)
+    valid_until = StringField(required=True)
+    application_id = StringField(required=True)
+    history = ListField(DictField())

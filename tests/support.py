@@ -1,0 +1,54 @@
+"""Test data builders shared by unit, integration and e2e tests (no broker, no grpc here)."""
+from __future__ import annotations
+
+import hashlib
+
+from services.common.auth import issue_token
+from services.common.identifiers import uscc_check_character
+
+SIX_MATERIALS = (
+    "MATERIAL_KIND_BASIC_INFORMATION",
+    "MATERIAL_KIND_WORK_PLAN",
+    "MATERIAL_KIND_PREMISES_AND_EQUIPMENT",
+    "MATERIAL_KIND_CREDIT_REPORT",
+    "MATERIAL_KIND_EVALUATION_HISTORY",
+    "MATERIAL_KIND_AUTHENTICITY_PLEDGE",
+)
+
+
+def uscc(n: int) -> str:
+    """A valid unified social credit code, distinct for each n (Henan Anyang registration)."""
+    first17 = f"52410502MJ{n:07d}"
+    return first17 + uscc_check_character(first17)
+
+
+def material(kind: str) -> dict:
+    return {"kind": kind, "document_uri": f"s3://vocreg-docs/{kind.lower()}.pdf",
+            "sha256": hashlib.sha256(kind.encode()).hexdigest()}
+
+
+def application_request(n: int = 1, request_id: str | None = None, materials=SIX_MATERIALS,
+                        district_code: str = "410502", name: str | None = None) -> dict:
+    return {
+        "request_id": request_id or f"req-{n}",
+        "institution": {
+            "institution_id": uscc(n),
+            "name": name or f"安阳市第{n}职业技能培训评价中心",
+            "legal_representative": "张三",
+            "address": "河南省安阳市文峰区中华路100号",
+            "district_code": district_code,
+            "contact_phone": "0372-5123456",
+        },
+        "scope": [{"occupation_code": "4-10-01-02", "occupation_name": "育婴员",
+                   "skill_levels": [5, 4, 3]}],
+        "materials": [material(k) for k in materials],
+    }
+
+
+def token(role: str, institution_n: int | None = None, sub: str | None = None) -> str:
+    institution_id = uscc(institution_n) if institution_n is not None else None
+    return issue_token(role, sub or f"{role}-{institution_n or 0}", institution_id)
+
+
+PASSED_EVALUATION = {"materials_check_passed": True, "expert_review_passed": True,
+                     "site_visit_passed": True, "notes": "all three steps passed"}
