@@ -38,7 +38,7 @@ run: install
 # with eventlet's monkey patching.
 test: install
 	$(BIN)/nameko test tests/unit tests/integration
-	$(BIN)/pytest tests/e2e tests/deploy
+	$(BIN)/pytest -p no:nameko tests/e2e tests/deploy
 
 test-unit: install
 	$(BIN)/nameko test tests/unit
@@ -47,7 +47,7 @@ test-integration: install
 	$(BIN)/nameko test tests/integration
 
 test-e2e: install
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest -p no:nameko tests/e2e
 
 lint: install
 	$(BIN)/ruff check services tests

@@ -51,7 +51,14 @@ def mongo_uri(service: str) -> str:
 
 
 def jwt_secret() -> str:
-    return env("VOCREG_JWT_SECRET", DEV_JWT_SECRET)
+    """The signing secret. Set but empty is a deployment mistake (an empty Secret key), not
+    a request for the public development secret: refuse to start."""
+    value = os.environ.get("VOCREG_JWT_SECRET")
+    if value is None:
+        return DEV_JWT_SECRET
+    if len(value.strip()) < 16:
+        raise SystemExit("configuration error: VOCREG_JWT_SECRET is set but shorter than 16 characters")
+    return value
 
 
 def worker_config(service: str) -> dict:
