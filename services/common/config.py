@@ -70,6 +70,9 @@ def worker_config(service: str) -> dict:
         # Seconds between outbox relay and deadline sweeps.
         "SWEEP_INTERVAL": env_float("SWEEP_INTERVAL", 30.0),
         "max_workers": env_int("MAX_WORKERS", 10),
+        "PROVINCE_CODE": env("PROVINCE_CODE", "41"),
+        # Chaos knob for the e2e tests: the first N event publishes fail as a crash would.
+        "FAULT_INJECT_PUBLISH_FAILURES": env_int("FAULT_INJECT_PUBLISH_FAILURES", 0),
         "serializer": "json",
         "LOGGING": {
             "version": 1,

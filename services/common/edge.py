@@ -52,11 +52,27 @@ class EdgeSettings:
         self.grace = config.env_float("EDGE_SHUTDOWN_GRACE", 10.0)
 
 
+class Availability:
+    """Which workers answered their last health check. Calls to one that did not fail fast
+    with UNAVAILABLE instead of waiting out their deadline on a queue nobody consumes."""
+
+    def __init__(self):
+        self._serving: dict[str, bool] = {}
+
+    def set(self, service: str, serving: bool) -> None:
+        self._serving[service] = serving
+
+    def serving(self, service: str) -> bool:
+        return self._serving.get(service, False)
+
+
 class ServiceForwarder:
     """The generic handler of one service: every RPC forwarded to the worker."""
 
-    def __init__(self, service: str, pool: RpcClientPool, settings: EdgeSettings):
+    def __init__(self, service: str, pool: RpcClientPool, settings: EdgeSettings,
+                 availability: Availability):
         self.service = service
+        self.availability = availability
         self.proto = service_proto(service)
         self.policies = access_policies(service)
         self.pool = pool
@@ -90,7 +106,7 @@ class ServiceForwarder:
                     log.error("%s: worker failed with %s", full_name, exc.exc_type)
             except (RpcTimeout, PoolExhausted):
                 code, detail = grpc.StatusCode.DEADLINE_EXCEEDED, "the service did not answer in time"
-            except UnknownService:
+            except (UnknownService, WorkerDown):
                 code, detail = grpc.StatusCode.UNAVAILABLE, f"the {self.service} service is not running"
             except (ConnectionError, OSError, OperationalError):
                 code, detail = grpc.StatusCode.UNAVAILABLE, "the message bus is unavailable"
@@ -120,9 +136,15 @@ class ServiceForwarder:
         timeout = min(timeout, self.settings.max_timeout)
         if timeout <= 0.001:
             raise RpcTimeout("deadline already passed")
+        if not self.availability.serving(self.service):
+            raise WorkerDown(self.service)
         context_data = {"auth_token": token} if token else {}
         result = self.pool.call(self.service, method, to_dict(request), context_data, timeout)
         return from_dict(result, response_class)
+
+
+class WorkerDown(Exception):
+    """The service's worker failed its last health check."""
 
 
 class HealthWatcher(threading.Thread):
@@ -132,9 +154,10 @@ class HealthWatcher(threading.Thread):
     outage makes the pod unready (readiness probes the service) without restarting the edge.
     """
 
-    def __init__(self, servicer, pool, services, settings):
+    def __init__(self, servicer, availability, pool, services, settings):
         super().__init__(name="health-watcher", daemon=True)
-        self.servicer, self.pool, self.services, self.settings = servicer, pool, services, settings
+        self.servicer, self.availability = servicer, availability
+        self.pool, self.services, self.settings = pool, services, settings
         self.stopping = threading.Event()
 
     def check_once(self):
@@ -145,6 +168,7 @@ class HealthWatcher(threading.Thread):
             except Exception as exc:
                 log.warning("health: %s worker not answering (%s)", name, type(exc).__name__)
                 status = health_pb2.HealthCheckResponse.NOT_SERVING
+            self.availability.set(name, status == health_pb2.HealthCheckResponse.SERVING)
             self.servicer.set(service_proto(name).full_name, status)
 
     def run(self):
@@ -152,14 +176,14 @@ class HealthWatcher(threading.Thread):
             self.check_once()
 
 
-def build_server(services, pool, settings):
+def build_server(services, pool, settings, availability):
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="edge"),
         options=[("grpc.max_receive_message_length", settings.max_message_bytes),
                  ("grpc.max_send_message_length", settings.max_message_bytes),
                  ("grpc.so_reuseport", 0)])
     for name in services:
-        server.add_generic_rpc_handlers((ServiceForwarder(name, pool, settings).generic_handler(),))
+        server.add_generic_rpc_handlers((ServiceForwarder(name, pool, settings, availability).generic_handler(),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [service_proto(n).full_name for n in services]
@@ -186,7 +210,8 @@ def main(argv=None) -> None:
 
     settings = EdgeSettings()
     pool = RpcClientPool(config.amqp_uri(), size=settings.threads)
-    server, health_servicer = build_server(services, pool, settings)
+    availability = Availability()
+    server, health_servicer = build_server(services, pool, settings, availability)
     port = server.add_insecure_port(f"0.0.0.0:{settings.port}")
     if port == 0:
         raise SystemExit(f"edge: cannot bind port {settings.port}")
@@ -194,7 +219,7 @@ def main(argv=None) -> None:
     for name in services:
         health_servicer.set(service_proto(name).full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
     server.start()
-    watcher = HealthWatcher(health_servicer, pool, services, settings)
+    watcher = HealthWatcher(health_servicer, availability, pool, services, settings)
     watcher.check_once()
     watcher.start()
     log.info("edge listening on :%d for %s", port, ", ".join(services))

@@ -63,7 +63,12 @@ class RpcClientPool:
                 worker_ctx = WorkerContext(proxy._worker_ctx.container, service=None,
                                            entrypoint=StandaloneProxyBase.Dummy,
                                            data=dict(context_data or {}))
-                result = MethodProxy(worker_ctx, service, method, listener)(payload)
+                # The message expires with the caller's deadline: a request nobody waits for
+                # any more is dropped by the broker instead of running late (e.g. when the
+                # worker comes back after an outage).
+                expiration = max(timeout, 0.001)
+                result = MethodProxy(worker_ctx, service, method, listener,
+                                     expiration=expiration)(payload)
                 healthy = True
                 return result
             except RpcTimeout:
