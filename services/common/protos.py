@@ -16,6 +16,7 @@ from services.common.auth import ROLE_BY_PROTO_NAME, AccessPolicy
 # service name -> (proto package, service name in the proto)
 SERVICE_PROTOS = {
     "filing": ("vocreg.filing.v1", "FilingService"),
+    "certificates": ("vocreg.certificates.v1", "CertificateRegistry"),
 }
 
 

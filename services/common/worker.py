@@ -19,6 +19,7 @@ from services.common import config  # noqa: E402
 
 SERVICE_CLASSES = {
     "filing": "services.filing.service:FilingService",
+    "certificates": "services.certificates.service:CertificateRegistryService",
 }
 
 

@@ -1,0 +1,419 @@
+"""Certificate registry rules as pure functions: no broker, no database, no clock of their own.
+
+Sources: shared/RULES.md "Certificates"; seed 001 ch.4-6 (ch.6 art.1-2 invalidation, art.2(8)
+late reporting, art.4 out-of-scope evaluation); seed 002 §4 (withdrawn certificate data).
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+
+from services.common.errors import InvalidArgument
+
+# --- numbers of the rules -------------------------------------------------------------
+MAX_BATCH_ROWS = 10_000          # issue 4: one exam session's results per call
+MAX_SELECTION_NUMBERS = 1_000    # explicit numbers in one invalidation or withdrawal
+# Seed 001 ch.6 art.2(8) makes "未及时上报证书数据" a violation but gives no number of days.
+# Reading: 30 calendar days after the assessment, the same window the regulation gives for
+# filing a change (ch.2 art.8) and for a supplement (art.5). Config CERT_LATE_REPORT_DAYS.
+DEFAULT_LATE_REPORT_DAYS = 30
+MAX_EVALUATOR_SERIAL = 999_999   # part 7 of the certificate number: 6 digits, from 000001
+
+SKILL_LEVELS = {1: "高级技师", 2: "技师", 3: "高级工", 4: "中级工", 5: "初级工"}
+
+# --- states and codes (the proto enum names) ------------------------------------------
+VALID = "CERTIFICATE_STATUS_VALID"
+INVALIDATED = "CERTIFICATE_STATUS_INVALIDATED"
+WITHDRAWN = "CERTIFICATE_STATUS_WITHDRAWN"
+
+ROW_ISSUED = "ROW_STATUS_ISSUED"
+ROW_REJECTED = "ROW_STATUS_REJECTED"
+ROW_DUPLICATE = "ROW_STATUS_DUPLICATE"
+
+# Reason codes a regulator may give to InvalidateCertificates (seed 001 ch.6 art.1-4).
+INVALIDATION_REASONS = (
+    "INVALIDATION_REASON_INELIGIBLE_CANDIDATE",
+    "INVALIDATION_REASON_EXAM_MISCONDUCT",
+    "INVALIDATION_REASON_NON_STANDARD_MARKING",
+    "INVALIDATION_REASON_QUESTION_LEAK",
+    "INVALIDATION_REASON_OUT_OF_SCOPE_EVALUATION",
+    "INVALIDATION_REASON_FRAUD",
+)
+# Withdrawal (seed 002 §4) is its own operation and its own status, never a void result.
+DATA_WITHDRAWN = "INVALIDATION_REASON_DATA_WITHDRAWN"
+
+# The institution statuses filing announces; only ACTIVE may issue.
+ACTIVE = "INSTITUTION_STATUS_ACTIVE"
+SUSPENDED = "INSTITUTION_STATUS_SUSPENDED"
+TERMINATED = "INSTITUTION_STATUS_TERMINATED"
+EXPIRED = "INSTITUTION_STATUS_EXPIRED"
+STATUS_BY_FILING_EVENT = {
+    "InstitutionSuspended": SUSPENDED,
+    "InstitutionReinstated": ACTIVE,
+    "FilingTerminated": TERMINATED,
+    "FilingExpired": EXPIRED,
+}
+
+# GB/T 2260 province-level codes (first two digits), plus 71/81/82 (Taiwan, Hong Kong, Macau)
+# and 83 (residence permits of Taiwan residents), which GB 11643-style numbers also use.
+PROVINCE_CODES = frozenset({
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
+    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
+    "65", "71", "81", "82", "83"})
+
+_OCCUPATION_CODE = re.compile(r"^\d-\d{2}-\d{2}-\d{2}(-\d{2})?$")
+_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_ID_SHAPE = re.compile(r"^\d{17}[\dX]$")
+_FILING_CODE = re.compile(r"^[SY]\d{4}\d{2}\d{6}$")
+_CERT_NUMBER = re.compile(r"^(?P<kind>[SY])(?P<evaluator>\d{4})(?P<province>\d{2})(?P<site>\d{6})"
+                          r"(?P<year>\d{2})(?P<level>\d)(?P<serial>\d{6})$")
+_DECISION_REF = re.compile(r"^\S.{0,199}$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+# --- GB 11643 resident ID number ------------------------------------------------------
+ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+ID_CHECK_CHARACTERS = "10X98765432"  # ISO 7064 MOD 11-2: index is (sum of weighted digits) % 11
+
+
+def id_check_character(first17: str) -> str:
+    total = sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS, strict=True))
+    return ID_CHECK_CHARACTERS[total % 11]
+
+
+def normalize_id_number(value: str) -> str:
+    # A lower-case x is the same check character as typed on most keyboards.
+    return (value or "").strip().upper()
+
+
+def id_number_problem(value: str, on: date | None = None) -> str | None:
+    """Why `value` is not a valid 18-character resident ID number, or None. Never echoes it."""
+    if not isinstance(value, str) or len(value) != 18:
+        return "must be 18 characters"
+    if not _ID_SHAPE.match(value):
+        return "must be 17 digits and a check character (0-9 or X)"
+    if value[:2] not in PROVINCE_CODES:
+        return "region code is not a GB/T 2260 province"
+    try:
+        born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        return "birth date is not a date"
+    if born.year < 1900 or (on is not None and born > on):
+        return "birth date is out of range"
+    if id_check_character(value[:17]) != value[17]:
+        return "check character is wrong"
+    return None
+
+
+# --- certificate numbers --------------------------------------------------------------
+def filing_code_problem(code: str) -> str | None:
+    if not isinstance(code, str) or not _FILING_CODE.match(code):
+        return "filing code must be S or Y and 12 digits"
+    if code[5:7] not in PROVINCE_CODES:
+        return "filing code has no valid province"
+    return None
+
+
+def certificate_number(filing_code: str, issued_on: date, level: int, serial: int) -> str:
+    """Parts 1-4 from the filing code, 5 the year issued, 6 the level, 7 the serial."""
+    problem = filing_code_problem(filing_code)
+    if problem:
+        raise ValueError(problem)
+    if level not in SKILL_LEVELS:
+        raise ValueError("skill level is 1-5")
+    if not 1 <= serial <= MAX_EVALUATOR_SERIAL:
+        raise ValueError(f"serial must be 1-{MAX_EVALUATOR_SERIAL}")
+    return f"{filing_code}{issued_on.year % 100:02d}{level}{serial:06d}"
+
+
+def certificate_number_problem(number: str) -> str | None:
+    if not isinstance(number, str) or len(number) != 22:
+        return "must be 22 characters (a letter and 21 digits)"
+    match = _CERT_NUMBER.match(number)
+    if not match:
+        return "must be S or Y followed by 21 digits"
+    if match["province"] not in PROVINCE_CODES:
+        return "province code is not a GB/T 2260 province"
+    if int(match["level"]) not in SKILL_LEVELS:
+        return "skill level digit must be 1-5"
+    if int(match["site"]) == 0 or int(match["serial"]) == 0:
+        return "site serial and evaluator serial start at 000001"
+    return None
+
+
+def serial_key(filing_code: str, issued_on: date, level: int) -> str:
+    """Serials run per evaluator (its filing code), year issued and level."""
+    return f"{filing_code}:{issued_on.year % 100:02d}:{level}"
+
+
+# --- masking for public answers -------------------------------------------------------
+def mask_name(name: str) -> str:
+    """张三 -> 张*, 张三丰 -> 张*丰, 欧阳娜娜 -> 欧**娜: enough to recognise, not to learn."""
+    chars = list((name or "").strip())
+    if len(chars) <= 1:
+        return "*" * len(chars)
+    if len(chars) == 2:
+        return chars[0] + "*"
+    return chars[0] + "*" * (len(chars) - 2) + chars[-1]
+
+
+def mask_id_number(value: str) -> str:
+    """Keep the first 3 and last 4 characters: hides the county and the birth date."""
+    value = value or ""
+    if len(value) < 8:
+        return "*" * len(value)
+    return value[:3] + "*" * (len(value) - 7) + value[-4:]
+
+
+def normalize_name(name: str) -> str:
+    # Full-width spaces and doubled spaces are typing noise; the middle dot of minority names
+    # (U+00B7 and the often-typed U+2022, U+30FB) is one character.
+    name = re.sub(r"[\s\u3000]+", " ", (name or "").strip())
+    return re.sub(r"[\u2022\u30fb\uff65]", "\u00b7", name)
+
+
+# --- batch validation -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Batch:
+    exam_session_id: str
+    assessment_date: date
+    late: bool
+    rows: list  # list[Row]
+
+
+@dataclass
+class Row:
+    index: int
+    row_ref: str
+    holder_name: str
+    holder_id_number: str
+    occupation_code: str
+    occupation_name: str
+    skill_level: int
+    errors: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def key(self) -> tuple:
+        """No second certificate for the same holder, occupation and level in a session."""
+        return (self.holder_id_number, self.occupation_code, self.skill_level)
+
+
+def parse_date(value, path: str, errors: list) -> date | None:
+    if not value:
+        errors.append(f"{path}: required (YYYY-MM-DD)")
+        return None
+    try:
+        if not _ISO_DATE.match(value):  # fromisoformat would also take 20250101
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        errors.append(f"{path}: not a date (YYYY-MM-DD)")
+        return None
+
+
+def is_late(assessment_date: date, today: date, late_days: int) -> bool:
+    """Reported on day N after the assessment: late when N exceeds the allowed days."""
+    return (today - assessment_date).days > late_days
+
+
+def check_row(index: int, raw: dict, today: date) -> Row:
+    errors: list[str] = []
+    name = normalize_name(raw.get("holder_name") or "")
+    if not name:
+        errors.append("holder_name: required")
+    elif len(name) > 50:
+        errors.append("holder_name: longer than 50 characters")
+    id_number = normalize_id_number(raw.get("holder_id_number") or "")
+    problem = id_number_problem(id_number, today) if id_number else "required"
+    if problem:
+        errors.append(f"holder_id_number: {problem}")
+    occupation = (raw.get("occupation_code") or "").strip()
+    if not _OCCUPATION_CODE.match(occupation):
+        errors.append("occupation_code: must look like 4-10-01-02")
+    occupation_name = (raw.get("occupation_name") or "").strip()
+    if len(occupation_name) > 50:
+        errors.append("occupation_name: longer than 50 characters")
+    level = raw.get("skill_level") or 0
+    if level not in SKILL_LEVELS:
+        errors.append("skill_level: must be 1-5")
+    row_ref = (raw.get("row_ref") or "").strip()
+    if len(row_ref) > 64:
+        errors.append("row_ref: longer than 64 characters")
+        row_ref = row_ref[:64]
+    return Row(index, row_ref, name, id_number, occupation, occupation_name, level, errors)
+
+
+def parse_batch(request: dict, today: date, late_days: int) -> Batch:
+    """The batch envelope must be right (else InvalidArgument with every violation); each row
+    is checked on its own and carries its errors, so one bad row does not hold up the rest."""
+    errors: list[str] = []
+    session = (request.get("exam_session_id") or "").strip()
+    if not _SESSION_ID.match(session):
+        errors.append("exam_session_id: required, 1-64 of A-Z a-z 0-9 . _ : -")
+    assessed = parse_date(request.get("assessment_date"), "assessment_date", errors)
+    if assessed is not None and assessed > today:
+        errors.append(f"assessment_date: {assessed.isoformat()} is in the future")
+    raw_rows = request.get("rows") or []
+    if not raw_rows:
+        errors.append("rows: at least one row is required")
+    elif len(raw_rows) > MAX_BATCH_ROWS:
+        errors.append(f"rows: at most {MAX_BATCH_ROWS} per call, got {len(raw_rows)}")
+    if errors:
+        raise InvalidArgument(errors)
+    rows = [check_row(i, raw, today) for i, raw in enumerate(raw_rows)]
+    mark_duplicates_in_batch(rows)
+    return Batch(session, assessed, is_late(assessed, today, late_days), rows)
+
+
+def mark_duplicates_in_batch(rows: list[Row]) -> None:
+    """A holder twice for the same occupation and level: the first row stands."""
+    seen: dict[tuple, int] = {}
+    for row in rows:
+        if not row.ok:
+            continue
+        first = seen.setdefault(row.key, row.index)
+        if first != row.index:
+            row.errors.append(f"duplicate of row {first} (same holder, occupation and level)")
+
+
+def rights_to_ask(rows: list[Row]) -> list[tuple[str, int]]:
+    """The (occupation, level) pairs to ask filing about: once per batch, not per row."""
+    return sorted({(r.occupation_code, r.skill_level) for r in rows if r.ok})
+
+
+def refuse_out_of_scope(rows: list[Row], refusals: dict[tuple[str, int], str]) -> None:
+    for row in rows:
+        reason = refusals.get((row.occupation_code, row.skill_level)) if row.ok else None
+        if reason is not None:
+            row.errors.append(f"occupation {row.occupation_code} level {row.skill_level} "
+                              f"is outside the institution's filed scope: {reason}")
+
+
+def counts_by_occupation_level(rows) -> list[dict]:
+    """Rows (or dicts) -> [{occupation_code, skill_level, count}] sorted, for events and stats."""
+    counter = Counter((r["occupation_code"], r["skill_level"]) if isinstance(r, dict)
+                      else (r.occupation_code, r.skill_level) for r in rows)
+    return [{"occupation_code": o, "skill_level": lv, "count": n}
+            for (o, lv), n in sorted(counter.items())]
+
+
+# --- issuing right ----------------------------------------------------------------------
+def issuing_refusal(status: str | None, reason: str | None = None) -> str | None:
+    """Why an institution in this status may not issue (None: it may). Only ACTIVE issues."""
+    if status == ACTIVE:
+        return None
+    what = {SUSPENDED: "suspended (rectification: no evaluation)", TERMINATED: "terminated",
+            EXPIRED: "expired"}.get(status, "not filed")
+    return f"the institution's filing is {what}" + (f": {reason}" if reason else "")
+
+
+# --- invalidation and withdrawal --------------------------------------------------------
+@dataclass(frozen=True)
+class Selection:
+    numbers: tuple = ()
+    institution_id: str | None = None
+    exam_session_id: str | None = None
+    issued_from: date | None = None
+    issued_to: date | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.numbers:
+            return "numbers"
+        return "session" if self.exam_session_id else "period"
+
+
+def parse_selection(selection: dict, errors: list) -> Selection | None:
+    numbers = [(n or "").strip().upper() for n in selection.get("certificate_numbers") or []]
+    session = selection.get("exam_session") or {}
+    period = selection.get("period") or {}
+    given = [bool(numbers), bool(session), bool(period)]
+    if sum(given) != 1:
+        errors.append("selection: give exactly one of certificate_numbers, exam_session, period")
+        return None
+    if numbers:
+        if len(numbers) > MAX_SELECTION_NUMBERS:
+            errors.append(f"selection.certificate_numbers: at most {MAX_SELECTION_NUMBERS}")
+        for i, number in enumerate(numbers):
+            problem = certificate_number_problem(number)
+            if problem:
+                errors.append(f"selection.certificate_numbers[{i}]: {problem}")
+        return Selection(numbers=tuple(dict.fromkeys(numbers)))
+    if session:
+        institution_id = (session.get("institution_id") or "").strip().upper()
+        session_id = (session.get("exam_session_id") or "").strip()
+        if not institution_id:
+            errors.append("selection.exam_session.institution_id: required")
+        if not _SESSION_ID.match(session_id):
+            errors.append("selection.exam_session.exam_session_id: required, 1-64 of "
+                          "A-Z a-z 0-9 . _ : -")
+        return Selection(institution_id=institution_id, exam_session_id=session_id)
+    institution_id = (period.get("institution_id") or "").strip().upper()
+    if not institution_id:
+        errors.append("selection.period.institution_id: required")
+    start = parse_date(period.get("issued_from"), "selection.period.issued_from", errors)
+    end = parse_date(period.get("issued_to"), "selection.period.issued_to", errors)
+    if start and end and start > end:
+        errors.append("selection.period: issued_from is after issued_to")
+    return Selection(institution_id=institution_id, issued_from=start, issued_to=end)
+
+
+def parse_invalidation(request: dict) -> tuple[Selection, str, str, str]:
+    errors: list[str] = []
+    selection = parse_selection(request.get("selection") or {}, errors)
+    reason = request.get("reason") or "INVALIDATION_REASON_UNSPECIFIED"
+    if reason == DATA_WITHDRAWN:
+        errors.append("reason: withdrawn data is WithdrawCertificates, not a void result")
+    elif reason not in INVALIDATION_REASONS:
+        errors.append("reason: required, one of " + ", ".join(INVALIDATION_REASONS))
+    decision_ref, note = _decision(request, errors)
+    if errors:
+        raise InvalidArgument(errors)
+    return selection, reason, decision_ref, note
+
+
+def parse_withdrawal(request: dict) -> tuple[Selection, str, str]:
+    errors: list[str] = []
+    selection = parse_selection(request.get("selection") or {}, errors)
+    decision_ref, note = _decision(request, errors)
+    if errors:
+        raise InvalidArgument(errors)
+    return selection, decision_ref, note
+
+
+def _decision(request: dict, errors: list) -> tuple[str, str]:
+    # Nothing is voided without the decision that says so: it is what a court would ask for.
+    decision_ref = (request.get("decision_ref") or "").strip()
+    if not _DECISION_REF.match(decision_ref):
+        errors.append("decision_ref: required, up to 200 characters")
+    note = (request.get("note") or "").strip()
+    if len(note) > 1000:
+        errors.append("note: longer than 1000 characters")
+    return decision_ref, note
+
+
+def parse_period(request: dict, errors: list) -> tuple[date | None, date | None]:
+    start = end = None
+    if request.get("issued_from"):
+        start = parse_date(request["issued_from"], "issued_from", errors)
+    if request.get("issued_to"):
+        end = parse_date(request["issued_to"], "issued_to", errors)
+    if start and end and start > end:
+        errors.append("issued_from is after issued_to")
+    return start, end
+
+
+def check_occupation_filter(code: str | None, errors: list) -> None:
+    if code and not _OCCUPATION_CODE.match(code):
+        errors.append("occupation_code: must look like 4-10-01-02")
+
+
+def check_level_filter(level: int | None, errors: list) -> None:
+    if level and level not in SKILL_LEVELS:
+        errors.append("skill_level: must be 1-5 (0 for any)")

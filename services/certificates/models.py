@@ -1,0 +1,96 @@
+"""The registry's documents (database alias "certificates"). Dates are ISO strings: they sort
+as dates. Holder names and ID numbers are personal data: never logged, masked in public."""
+from __future__ import annotations
+
+from mongoengine import (
+    BooleanField,
+    DateTimeField,
+    DictField,
+    Document,
+    IntField,
+    ListField,
+    StringField,
+)
+
+from services.common.storage import Aggregate
+
+ALIAS = "certificates"
+
+
+class Certificate(Document):
+    """One certificate. Written in bulk (10,000 per batch), so not an Aggregate: the batch's
+    Operation document carries the events, and each change here is one conditional
+    update_many keyed on status, which cannot apply twice."""
+
+    meta = {
+        "db_alias": ALIAS,
+        "collection": "certificates",
+        "indexes": [
+            # No second certificate for the same holder, occupation and level in a session;
+            # the database enforces it even between two concurrent uploads.
+            {"fields": ["institution_id", "exam_session_id", "holder_id_number",
+                        "occupation_code", "skill_level"], "unique": True},
+            ("institution_id", "issued_on"),
+            ("institution_id", "certificate_number"),
+            "batch_id",
+            "operation_id",
+            "holder_id_number",
+        ],
+    }
+
+    certificate_number = StringField(primary_key=True)
+    institution_id = StringField(required=True)
+    filing_code = StringField(required=True)
+    issuer_name = StringField()
+    exam_session_id = StringField(required=True)
+    batch_id = StringField(required=True)
+    holder_name = StringField(required=True)
+    holder_id_number = StringField(required=True)
+    occupation_code = StringField(required=True)
+    occupation_name = StringField()
+    skill_level = IntField(required=True)
+    assessment_date = StringField(required=True)
+    issued_on = StringField(required=True)
+    late_reported = BooleanField(default=False)
+    status = StringField(required=True)
+    invalidation = DictField()
+    # The invalidation or withdrawal that changed it (counts for its event come from here).
+    operation_id = StringField()
+
+
+class Operation(Aggregate):
+    """A batch upload, an invalidation or a withdrawal: the record of what was asked and done,
+    and the carrier of its event (services/common/bus.py).
+
+    Written PENDING before the certificates change and DONE after, with the event whose counts
+    are read back from the certificates themselves; the sweep finishes any PENDING one left by
+    a crash, so the event is never lost and never counts what was not written."""
+
+    meta = {
+        "db_alias": ALIAS,
+        "collection": "operations",
+        "indexes": [("state", "started_at"), "institution_id"],
+    }
+
+    operation_id = StringField(primary_key=True)
+    kind = StringField(required=True)  # issue | invalidate | withdraw
+    state = StringField(required=True)  # PENDING | DONE
+    started_at = DateTimeField(required=True)
+    actor = StringField(required=True)
+    institution_id = StringField()
+    # What the event needs besides the counts (session, dates, reason, decision).
+    details = DictField()
+    summary = DictField()
+
+
+class InstitutionView(Document):
+    """Filing's status of an institution as its events told us (last event wins by time)."""
+
+    meta = {"db_alias": ALIAS, "collection": "institution_status"}
+
+    institution_id = StringField(primary_key=True)
+    status = StringField()
+    reason = StringField()
+    changed_at = StringField()  # the applied event's occurred_at (ISO, UTC "Z")
+    event_id = StringField()
+    history = ListField(DictField())
