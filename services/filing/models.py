@@ -1,7 +1,15 @@
 """Filing's documents (database alias "filing"). Dates are ISO strings: they sort as dates."""
 from __future__ import annotations
 
-from mongoengine import (BooleanField, DateTimeField, DictField, ListField, StringField)
+from mongoengine import (
+    BooleanField,
+    DateTimeField,
+    DictField,
+    Document,
+    IntField,
+    ListField,
+    StringField,
+)
 
 from services.common.storage import Aggregate
 
@@ -47,6 +55,10 @@ class Application(Aggregate):
     evaluation = DictField()
     filing_code = StringField()
     decided_on = StringField()
+    kind = StringField()  # None on slice-era documents: a new application
+    conditions = DictField()
+    unmet_conditions = ListField(StringField())
+    filing_code_before = StringField()
 
 
 class Institution(Aggregate):
@@ -74,3 +86,30 @@ class Institution(Aggregate):
     valid_until = StringField(required=True)
     application_id = StringField(required=True)
     history = ListField(DictField())
+    status_reason = StringField()
+    status_decision_ref = StringField()
+    # [{"effective_on": iso, "scope": [...]}]: the scope in force from each date.
+    scope_history = ListField(DictField())
+    # occupation code -> ISO date it entered the scope (for the 12-month rules).
+    scope_since = DictField()
+    violations = ListField(DictField())
+    proposals = ListField(DictField())
+    # Request keys of details changes already applied (a retried FileChange is a replay).
+    change_keys = ListField(StringField())
+    renewal_notice_for = StringField()  # valid_until for which RenewalDue was raised
+    activity_checked_on = StringField()
+
+
+class Activity(Document):
+    """Certificate activity per institution and occupation, from CertificatesIssued."""
+
+    meta = {"db_alias": ALIAS, "collection": "activity",
+            "indexes": ["institution_id"]}
+
+    key = StringField(primary_key=True)  # "<institution_id>:<occupation_code>"
+    institution_id = StringField(required=True)
+    occupation_code = StringField(required=True)
+    last_evaluation_on = StringField()
+    days = DictField()  # ISO date -> certificates issued (the last 13 months)
+    total = IntField(default=0)
+    event_ids = ListField(StringField())  # the last events applied (natural idempotency key)

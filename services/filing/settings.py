@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nameko.extensions import DependencyProvider
 
 from services.common.workdays import WorkdayCalendar, load_calendar
+from services.filing import domain
 from services.filing.domain import ANYANG_AREAS
 
 
@@ -16,6 +18,18 @@ class FilingSettings:
     areas: dict            # GB/T 2260 code -> (name, "district" | "county")
     province_code: str     # first two digits of GB/T 2260, e.g. "41" Henan
     calendar: WorkdayCalendar
+    # City-wide quota per year (ch.6 art.5, "adjusted yearly"); "default" for other years.
+    city_quotas: dict = field(default_factory=lambda: {"default": domain.CITY_QUOTA_DEFAULT})
+    district_quota: int = domain.DISTRICT_QUOTA
+    county_quota: int = domain.COUNTY_QUOTA
+    # Urgently needed occupations (急需紧缺): relaxed conditions, first in selection.
+    urgent_occupations: frozenset = frozenset()
+    urgent_min_years: int = domain.URGENT_MIN_HISTORY_YEARS
+    urgent_min_person_times: int = domain.URGENT_MIN_PERSON_TIMES_3Y
+
+    def city_quota(self, year: int) -> int:
+        return int(self.city_quotas.get(str(year), self.city_quotas.get("default",
+                                                                         domain.CITY_QUOTA_DEFAULT)))
 
 
 def load_areas(path: str | None) -> dict:
@@ -32,12 +46,54 @@ def load_areas(path: str | None) -> dict:
     return areas
 
 
+def _setting(config: dict, key: str):
+    """The nameko config key, else the environment variable of the same name."""
+    value = config.get(key)
+    return os.environ.get(key) if value is None else value
+
+
+def parse_city_quotas(value) -> dict:
+    """40, "40", or {"default": 40, "2026": 42} (JSON text or a dict)."""
+    if value is None or value == "":
+        return {"default": domain.CITY_QUOTA_DEFAULT}
+    if isinstance(value, str):
+        value = json.loads(value)
+    if isinstance(value, int):
+        value = {"default": value}
+    quotas = {str(k): int(v) for k, v in dict(value).items()}
+    if any(v < 1 for v in quotas.values()):
+        raise ValueError("FILING_CITY_QUOTA: quotas must be positive")
+    quotas.setdefault("default", domain.CITY_QUOTA_DEFAULT)
+    return quotas
+
+
+def parse_codes(value) -> frozenset:
+    """A list, or comma-separated text, of occupation codes."""
+    if not value:
+        return frozenset()
+    items = value.split(",") if isinstance(value, str) else value
+    return frozenset(str(i).strip() for i in items if str(i).strip())
+
+
 def load_settings(config: dict) -> FilingSettings:
     province = str(config.get("PROVINCE_CODE") or "41")
     if not re.fullmatch(r"\d{2}", province):
         raise ValueError(f"PROVINCE_CODE must be 2 digits, not {province!r}")
-    return FilingSettings(areas=load_areas(config.get("FILING_AREAS_FILE")),
-                          province_code=province, calendar=load_calendar())
+
+    def number(key, default):
+        value = _setting(config, key)
+        return default if value in (None, "") else int(value)
+
+    return FilingSettings(
+        areas=load_areas(config.get("FILING_AREAS_FILE")),
+        province_code=province, calendar=load_calendar(),
+        city_quotas=parse_city_quotas(_setting(config, "FILING_CITY_QUOTA")),
+        district_quota=number("FILING_DISTRICT_QUOTA", domain.DISTRICT_QUOTA),
+        county_quota=number("FILING_COUNTY_QUOTA", domain.COUNTY_QUOTA),
+        urgent_occupations=parse_codes(_setting(config, "FILING_URGENT_OCCUPATIONS")),
+        urgent_min_years=number("FILING_URGENT_MIN_YEARS", domain.URGENT_MIN_HISTORY_YEARS),
+        urgent_min_person_times=number("FILING_URGENT_MIN_PERSON_TIMES",
+                                       domain.URGENT_MIN_PERSON_TIMES_3Y))
 
 
 class SettingsProvider(DependencyProvider):

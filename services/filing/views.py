@@ -1,16 +1,15 @@
 """Documents as the proto messages' dicts (the JSON mapping with proto field names)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 
 
 def timestamp(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:  # mongomock hands back naive UTC
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def deadline(date_iso: str | None, provisional: bool) -> dict | None:
@@ -40,6 +39,10 @@ def application_view(app, missing: list[str]) -> dict:
         "evaluation": _drop_empty(dict(app.evaluation or {})),
         "missing_materials": missing,
         "decided_on": app.decided_on,
+        "kind": app.kind or "APPLICATION_KIND_NEW",
+        "conditions": dict(app.conditions or {}) or None,
+        "unmet_conditions": list(app.unmet_conditions or []),
+        "filing_code_before": app.filing_code_before,
     })
 
 
@@ -54,7 +57,7 @@ def receipt_view(inst) -> dict:
     })
 
 
-def institution_view(inst) -> dict:
+def institution_view(inst, activity: list[dict] | None = None) -> dict:
     return _drop_empty({
         "institution_id": inst.institution_id,
         "name": inst.name,
@@ -68,6 +71,12 @@ def institution_view(inst) -> dict:
         "valid_until": inst.valid_until,
         "application_id": inst.application_id,
         "history": [_drop_empty(dict(h)) for h in inst.history],
+        "status_reason": inst.status_reason,
+        "status_decision_ref": inst.status_decision_ref,
+        "violations": [_drop_empty(dict(v)) for v in inst.violations or []],
+        "proposals": [_drop_empty(dict(p)) for p in inst.proposals or []],
+        "activity": [_drop_empty(a) for a in activity or []],
+        "contact_phone": inst.contact_phone,
     })
 
 

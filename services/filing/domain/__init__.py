@@ -336,3 +336,9 @@ def filing_code(province_code: str, site_serial: int,
     if not 1 <= site_serial <= MAX_SITE_SERIAL:
         raise ValueError(f"site serial must be 1-{MAX_SITE_SERIAL}")
     return f"{kind}{evaluator_code}{province_code}{site_serial:06d}"
+
+
+# The rest of the lifecycle (conditions, quotas, changes, renewal, status, evaluation right,
+# dynamic scope) lives in lifecycle.py and is re-exported here, so `domain.X` stays the one
+# way to reach a rule.
+from services.filing.domain.lifecycle import *  # noqa: E402,F401,F403
