@@ -51,7 +51,7 @@ test-e2e: install
 
 lint: install
 	$(BIN)/ruff check services tests
-	npx --yes @bufbuild/buf@1.59.0 lint protos
+	cd protos && npx --yes @bufbuild/buf@1.75.0 lint
 
 bench: install
 	$(BIN)/python -m tests.bench.run

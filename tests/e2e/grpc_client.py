@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import json_format
+from vocreg.filing.v1 import filing_pb2, filing_pb2_grpc
 
 from tests.support import token
-from vocreg.filing.v1 import filing_pb2, filing_pb2_grpc
 
 
 def bearer(role: str | None, institution_n: int | None = None):

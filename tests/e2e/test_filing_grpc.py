@@ -10,8 +10,8 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from kombu import Connection, Exchange, Queue
 
-from tests.e2e.conftest import FILING
 from tests.e2e.grpc_client import Filing, status_of
+from tests.platform import FILING
 from tests.support import PASSED_EVALUATION, SIX_MATERIALS, application_request, uscc
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,14 @@ from services.common.bus import idempotent
 from services.common.mongo import MongoConnection
 from services.filing.models import Application, Institution
 from services.filing.service import FilingService
-from tests.support import (PASSED_EVALUATION, SIX_MATERIALS, application_request, material,
-                           token, uscc)
+from tests.support import (
+    PASSED_EVALUATION,
+    SIX_MATERIALS,
+    application_request,
+    material,
+    token,
+    uscc,
+)
 
 
 class Listener:

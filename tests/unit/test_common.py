@@ -5,8 +5,13 @@ import pytest
 
 from services.common import auth, config
 from services.common.bus import new_event
-from services.common.errors import (DELIBERATE_ERRORS, InvalidArgument, PermissionDenied,
-                                    Unauthenticated, grpc_status_for)
+from services.common.errors import (
+    DELIBERATE_ERRORS,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    grpc_status_for,
+)
 from services.common.identifiers import uscc_check_character, uscc_problem
 from services.common.paging import decode_token, encode_token, page_size
 from services.common.protos import SERVICE_PROTOS, access_policies

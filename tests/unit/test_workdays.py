@@ -4,8 +4,15 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from services.common.workdays import (Deadline, WorkdayCalendar, YearOverride, add_days,
-                                      load_calendar, parse_overrides, today_in_shanghai)
+from services.common.workdays import (
+    Deadline,
+    WorkdayCalendar,
+    YearOverride,
+    add_days,
+    load_calendar,
+    parse_overrides,
+    today_in_shanghai,
+)
 
 cal = WorkdayCalendar()
 

@@ -1,0 +1,127 @@
+"""The platform as subprocesses: a worker and the edge, on a RabbitMQ vhost of their own.
+
+Used by the e2e tests and the benchmark. Each platform gets its own vhost (made through the
+management API), its own in-memory database and free ports, so it never meets `make run`.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import requests
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+MANAGEMENT = "http://localhost:15672/api"
+AUTH = ("guest", "guest")
+FILING = "vocreg.filing.v1.FilingService"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Platform:
+    def __init__(self, tmp_path: Path, **worker_env):
+        self.vhost = f"vocreg-e2e-{uuid.uuid4().hex[:8]}"
+        self.grpc_port, self.edge_metrics_port, self.worker_metrics_port = (
+            free_port(), free_port(), free_port())
+        self.tmp_path = tmp_path
+        self.worker_env = worker_env
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.stopped: set[str] = set()
+        self.channel: grpc.Channel | None = None
+
+    @property
+    def amqp_uri(self) -> str:
+        return f"amqp://guest:guest@localhost:5672/{self.vhost}"
+
+    def _env(self, **extra) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+        env.update({"AMQP_URI": self.amqp_uri, "LOG_LEVEL": "INFO",
+                    "GRPC_PORT": str(self.grpc_port),
+                    "EDGE_METRICS_PORT": str(self.edge_metrics_port),
+                    "METRICS_PORT": str(self.worker_metrics_port),
+                    "MONGO_URI": f"mongomock://localhost/e2e_{uuid.uuid4().hex[:8]}",
+                    "EDGE_HEALTH_INTERVAL": "0.5"})
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def start_worker(self):
+        log = open(self.tmp_path / "worker.log", "ab")
+        self.stopped.discard("worker")
+        self.procs["worker"] = subprocess.Popen(
+            [sys.executable, "-m", "services.common.worker", "filing"], cwd=ROOT,
+            env=self._env(**self.worker_env), stdout=log, stderr=subprocess.STDOUT)
+
+    def start(self):
+        resp = requests.put(f"{MANAGEMENT}/vhosts/{self.vhost}", auth=AUTH, timeout=10)
+        resp.raise_for_status()
+        requests.put(f"{MANAGEMENT}/permissions/{self.vhost}/guest", auth=AUTH, timeout=10,
+                     json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        self.start_worker()
+        log = open(self.tmp_path / "edge.log", "ab")
+        self.procs["edge"] = subprocess.Popen(
+            [sys.executable, "-m", "services.common.edge", "--services", "filing"], cwd=ROOT,
+            env=self._env(EDGE_MAX_MESSAGE_BYTES=1024 * 1024), stdout=log, stderr=subprocess.STDOUT)
+        self.channel = grpc.insecure_channel(f"localhost:{self.grpc_port}")
+        self.wait_for_health(FILING, health_pb2.HealthCheckResponse.SERVING)
+        return self
+
+    def health(self, service: str = ""):
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+
+    def wait_for_health(self, service, status, timeout=40.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if name not in self.stopped and proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.logs()}")
+            try:
+                last = self.health(service)
+                if last == status:
+                    return
+            except grpc.RpcError as exc:
+                last = exc.code()
+            time.sleep(0.2)
+        raise TimeoutError(f"{service or 'edge'} health stayed {last}:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
+                         for p in sorted(self.tmp_path.glob("*.log")))
+
+    def stop_process(self, name: str, timeout: float = 20.0) -> int:
+        proc = self.procs[name]
+        self.stopped.add(name)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                return -9
+        return proc.returncode
+
+    def stop(self) -> dict[str, int]:
+        codes = {}
+        if self.channel is not None:
+            self.channel.close()
+        for name in ("edge", "worker"):
+            if name in self.procs:
+                codes[name] = self.stop_process(name)
+        requests.delete(f"{MANAGEMENT}/vhosts/{self.vhost}", auth=AUTH, timeout=10)
+        return codes
+
+
