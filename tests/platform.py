@@ -64,17 +64,24 @@ class Platform:
             env=self._env(**self.worker_env), stdout=log, stderr=subprocess.STDOUT)
 
     def start(self):
-        resp = requests.put(f"{MANAGEMENT}/vhosts/{self.vhost}", auth=AUTH, timeout=10)
-        resp.raise_for_status()
-        requests.put(f"{MANAGEMENT}/permissions/{self.vhost}/guest", auth=AUTH, timeout=10,
-                     json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
-        self.start_worker()
-        log = open(self.tmp_path / "edge.log", "ab")
-        self.procs["edge"] = subprocess.Popen(
-            [sys.executable, "-m", "services.common.edge", "--services", "filing"], cwd=ROOT,
-            env=self._env(EDGE_MAX_MESSAGE_BYTES=1024 * 1024), stdout=log, stderr=subprocess.STDOUT)
-        self.channel = grpc.insecure_channel(f"localhost:{self.grpc_port}")
-        self.wait_for_health(FILING, health_pb2.HealthCheckResponse.SERVING)
+        """Start both processes and wait until the service is SERVING; on any failure,
+        stop what was started, so a broken start never leaves processes behind."""
+        try:
+            resp = requests.put(f"{MANAGEMENT}/vhosts/{self.vhost}", auth=AUTH, timeout=10)
+            resp.raise_for_status()
+            requests.put(f"{MANAGEMENT}/permissions/{self.vhost}/guest", auth=AUTH, timeout=10,
+                         json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+            self.start_worker()
+            log = open(self.tmp_path / "edge.log", "ab")
+            self.procs["edge"] = subprocess.Popen(
+                [sys.executable, "-m", "services.common.edge", "--services", "filing"], cwd=ROOT,
+                env=self._env(EDGE_MAX_MESSAGE_BYTES=1024 * 1024), stdout=log,
+                stderr=subprocess.STDOUT)
+            self.channel = grpc.insecure_channel(f"localhost:{self.grpc_port}")
+            self.wait_for_health(FILING, health_pb2.HealthCheckResponse.SERVING)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def health(self, service: str = ""):
