@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MANAGEMENT = "http://localhost:15672/api"
 AUTH = ("guest", "guest")
 FILING = "vocreg.filing.v1.FilingService"
+SERVICE_NAMES = {"filing": FILING, "certificates": "vocreg.certificates.v1.CertificateRegistry"}
 
 
 def free_port() -> int:
@@ -31,11 +32,17 @@ def free_port() -> int:
 
 
 class Platform:
-    def __init__(self, tmp_path: Path, **worker_env):
+    """services: the workers to run behind one edge. clock: give the workers a time the test
+    sets with set_clock() (they read it from a file on every call)."""
+
+    def __init__(self, tmp_path: Path, services=("filing",), clock: bool = False, **worker_env):
         self.vhost = f"vocreg-e2e-{uuid.uuid4().hex[:8]}"
-        self.grpc_port, self.edge_metrics_port, self.worker_metrics_port = (
-            free_port(), free_port(), free_port())
+        self.services = tuple(services)
+        self.grpc_port, self.edge_metrics_port = free_port(), free_port()
+        self.worker_metrics_ports = {name: free_port() for name in self.services}
+        self.worker_metrics_port = self.worker_metrics_ports.get("filing")
         self.tmp_path = tmp_path
+        self.clock_file = tmp_path / "clock.txt" if clock else None
         self.worker_env = worker_env
         self.procs: dict[str, subprocess.Popen] = {}
         self.stopped: set[str] = set()
@@ -50,18 +57,30 @@ class Platform:
         env.update({"AMQP_URI": self.amqp_uri, "LOG_LEVEL": "INFO",
                     "GRPC_PORT": str(self.grpc_port),
                     "EDGE_METRICS_PORT": str(self.edge_metrics_port),
-                    "METRICS_PORT": str(self.worker_metrics_port),
                     "MONGO_URI": f"mongomock://localhost/e2e_{uuid.uuid4().hex[:8]}",
-                    "EDGE_HEALTH_INTERVAL": "0.5"})
+                    "EDGE_HEALTH_INTERVAL": "0.5",
+                    "VOCREG_CLOCK_FILE": str(self.clock_file) if self.clock_file else ""})
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
-    def start_worker(self):
-        log = open(self.tmp_path / "worker.log", "ab")
-        self.stopped.discard("worker")
-        self.procs["worker"] = subprocess.Popen(
-            [sys.executable, "-m", "services.common.worker", "filing"], cwd=ROOT,
-            env=self._env(**self.worker_env), stdout=log, stderr=subprocess.STDOUT)
+    def worker_key(self, service: str) -> str:
+        return "worker" if service == "filing" else f"worker-{service}"
+
+    def start_worker(self, service: str = "filing"):
+        key = self.worker_key(service)
+        log = open(self.tmp_path / f"{key}.log", "ab")
+        self.stopped.discard(key)
+        self.procs[key] = subprocess.Popen(
+            [sys.executable, "-m", "services.common.worker", service], cwd=ROOT,
+            env=self._env(METRICS_PORT=self.worker_metrics_ports[service], **self.worker_env),
+            stdout=log, stderr=subprocess.STDOUT)
+
+    def set_clock(self, when) -> None:
+        """Move the workers' clock: a timezone-aware datetime."""
+        assert self.clock_file is not None, "start the platform with clock=True"
+        if when.tzinfo is None:
+            raise ValueError("use a timezone-aware datetime")
+        self.clock_file.write_text(when.isoformat())
 
     def start(self):
         """Start both processes and wait until the service is SERVING; on any failure,
@@ -71,14 +90,17 @@ class Platform:
             resp.raise_for_status()
             requests.put(f"{MANAGEMENT}/permissions/{self.vhost}/guest", auth=AUTH, timeout=10,
                          json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
-            self.start_worker()
+            for service in self.services:
+                self.start_worker(service)
             log = open(self.tmp_path / "edge.log", "ab")
             self.procs["edge"] = subprocess.Popen(
-                [sys.executable, "-m", "services.common.edge", "--services", "filing"], cwd=ROOT,
+                [sys.executable, "-m", "services.common.edge", "--services",
+                 ",".join(self.services)], cwd=ROOT,
                 env=self._env(EDGE_MAX_MESSAGE_BYTES=1024 * 1024), stdout=log,
                 stderr=subprocess.STDOUT)
             self.channel = grpc.insecure_channel(f"localhost:{self.grpc_port}")
-            self.wait_for_health(FILING, health_pb2.HealthCheckResponse.SERVING)
+            for service in self.services:
+                self.wait_for_health(SERVICE_NAMES[service], health_pb2.HealthCheckResponse.SERVING)
         except BaseException:
             self.stop()
             raise
@@ -125,7 +147,7 @@ class Platform:
         codes = {}
         if self.channel is not None:
             self.channel.close()
-        for name in ("edge", "worker"):
+        for name in ["edge"] + [self.worker_key(s) for s in self.services]:
             if name in self.procs:
                 codes[name] = self.stop_process(name)
         requests.delete(f"{MANAGEMENT}/vhosts/{self.vhost}", auth=AUTH, timeout=10)

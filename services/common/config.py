@@ -73,6 +73,8 @@ def worker_config(service: str) -> dict:
         "PROVINCE_CODE": env("PROVINCE_CODE", "41"),
         # Chaos knob for the e2e tests: the first N event publishes fail as a crash would.
         "FAULT_INJECT_PUBLISH_FAILURES": env_int("FAULT_INJECT_PUBLISH_FAILURES", 0),
+        # Tests only: read the time from this file (services/common/clock.py).
+        "CLOCK_FILE": env("VOCREG_CLOCK_FILE", ""),
         "serializer": "json",
         "LOGGING": {
             "version": 1,

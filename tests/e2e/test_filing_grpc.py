@@ -169,3 +169,30 @@ def test_worker_down_is_unavailable_and_unready(fresh_platform):
     plat.wait_for_health(FILING, health_pb2.HealthCheckResponse.SERVING)
     # Back in service. (The restarted worker's in-memory database starts empty.)
     assert "entries" not in Filing(plat.channel).ListRegister({})
+
+
+def test_deemed_acceptance_by_the_timer_across_national_day(fresh_platform):
+    """The worker's own timer deems an unanswered application accepted after 5 working days."""
+    from datetime import datetime
+
+    from services.common.workdays import SHANGHAI
+
+    plat = fresh_platform(clock=True, SWEEP_INTERVAL=0.3)
+    plat.set_clock(datetime(2025, 9, 26, 10, tzinfo=SHANGHAI))  # Friday before National Day
+    institution = Filing(plat.channel, "institution", 9)
+    app = institution.SubmitApplication(application_request(9))["application"]
+    assert app["acceptance_due"] == {"date": "2025-10-10"}  # 28 Sep (make-up), 29, 30, 9, 10 Oct
+    plat.set_clock(datetime(2025, 10, 10, 23, 59, tzinfo=SHANGHAI))
+    time.sleep(1.0)  # several sweeps: still inside the window
+    assert institution.GetApplication({"application_id": app["application_id"]}
+                                      )["application"]["state"] == "APPLICATION_STATE_RECEIVED"
+    plat.set_clock(datetime(2025, 10, 11, 0, 1, tzinfo=SHANGHAI))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        current = institution.GetApplication({"application_id": app["application_id"]})["application"]
+        if current["state"] != "APPLICATION_STATE_RECEIVED":
+            break
+        time.sleep(0.2)
+    assert current["state"] == "APPLICATION_STATE_ACCEPTED"
+    assert current["accepted_by"] == "ACCEPTED_BY_DEEMED"
+    assert current["accepted_on"] == "2025-10-10"
