@@ -5,6 +5,7 @@ late reporting, art.4 out-of-scope evaluation); seed 002 §4 (withdrawn certific
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -141,6 +142,15 @@ def certificate_number_problem(number: str) -> str | None:
     if int(match["site"]) == 0 or int(match["serial"]) == 0:
         return "site serial and evaluator serial start at 000001"
     return None
+
+
+def issue_key(institution_id: str, exam_session_id: str, holder_id_number: str,
+              occupation_code: str, skill_level: int) -> str:
+    """The identity of "this holder's certificate for this occupation and level from this
+    session". Hashed, so a duplicate-key error message never carries an ID number."""
+    raw = "|".join((institution_id, exam_session_id, holder_id_number, occupation_code,
+                    str(skill_level)))
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 def serial_key(filing_code: str, issued_on: date, level: int) -> str:

@@ -393,3 +393,23 @@ def test_list_pages_through_own_certificates(registry, rpc_as):
     rest = inst.certificates.ListCertificates(
         {"page": {"page_size": 3, "page_token": first["page"]["next_page_token"]}})
     assert len(rest["certificates"]) == 2 and not rest["page"].get("next_page_token")
+
+
+def test_sweep_finishes_an_operation_a_crash_left_pending(registry, event_log, rpc_as, clock):
+    from nameko.testing.services import entrypoint_hook
+
+    from services.certificates.models import Operation
+
+    answer = rpc_as(token("institution", 1)).certificates.IssueCertificates(batch([row(1), row(2)]))
+    # As if the worker died after writing the certificates, before finishing the batch.
+    Operation.objects(pk=answer["batch_id"]).update_one(set__state="PENDING", set__pending_events=[])
+    EventLog.seen = []
+    with entrypoint_hook(registry, "sweep") as sweep:
+        assert sweep()["finished"] == 0  # too recent: it may still be running
+        clock.set(2026, 11, 21, hour=3)
+        with entrypoint_waiter(event_log, "issued"):
+            assert sweep()["finished"] == 1
+    kind, body = EventLog.seen[-1]
+    assert kind == "CertificatesIssued" and body["batch_id"] == answer["batch_id"]
+    assert body["total"] == 2
+    assert Operation.objects.get(pk=answer["batch_id"]).state == "DONE"

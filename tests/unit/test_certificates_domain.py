@@ -207,3 +207,11 @@ def test_period_selection():
         "reason": "INVALIDATION_REASON_FRAUD", "decision_ref": "安人社决〔2026〕12号"})
     assert selection.kind == "period" and selection.institution_id == "X"
     assert selection.issued_to == date(2026, 6, 30)
+
+
+def test_issue_key_is_per_holder_occupation_level_session_and_hides_the_id():
+    key = domain.issue_key("INST", "S1", holder_id(), "4-10-01-02", 4)
+    assert holder_id() not in key and len(key) == 64
+    assert key == domain.issue_key("INST", "S1", holder_id(), "4-10-01-02", 4)
+    assert key != domain.issue_key("INST", "S2", holder_id(), "4-10-01-02", 4)
+    assert key != domain.issue_key("INST", "S1", holder_id(), "4-10-01-02", 3)
