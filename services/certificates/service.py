@@ -14,7 +14,7 @@ from datetime import date
 import mongoengine
 from mongoengine.queryset.visitor import Q
 from nameko.events import event_handler
-from nameko.exceptions import RemoteError, UnknownService
+from nameko.exceptions import RemoteError
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from prometheus_client import Counter
@@ -35,7 +35,13 @@ from services.common.api import CallContext, Health, api
 from services.common.auth import Identity, require_own_institution
 from services.common.bus import Outbox, idempotent, new_event
 from services.common.clock import ClockProvider
-from services.common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import (
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from services.common.metrics import WorkerMetrics
 from services.common.mongo import MongoConnection
 from services.common.paging import decode_token, encode_token, page_size
@@ -116,7 +122,7 @@ class CertificateRegistryService(Health):
             if exc.exc_type == "NotFound":
                 raise
             if exc.exc_type == "MethodNotFound":  # filing not yet upgraded: try again later
-                raise UnknownService(f"filing.{method}") from None
+                raise Unavailable(f"the filing service cannot answer {method} yet") from None
             log.error("filing.%s refused the registry's call: %s", method, exc.exc_type)
             raise
 

@@ -69,8 +69,14 @@ class OutOfRange(VocregError):
     status = grpc.StatusCode.OUT_OF_RANGE
 
 
+class Unavailable(VocregError):
+    """A service this one depends on did not answer in time: the caller may retry later."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+
+
 DELIBERATE_ERRORS = (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition,
-                     PermissionDenied, Unauthenticated, Conflict, OutOfRange)
+                     PermissionDenied, Unauthenticated, Conflict, OutOfRange, Unavailable)
 
 GRPC_STATUS_BY_EXC_TYPE = {cls.__name__: cls.status for cls in DELIBERATE_ERRORS}
 GRPC_STATUS_BY_EXC_TYPE.update({

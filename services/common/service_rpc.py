@@ -9,7 +9,7 @@ the service that asked. So this proxy replaces the token with a service token an
 rest of the context (the call-id stack, so traces still join up).
 
 Calls also get a time limit: nameko's RpcProxy waits for a reply forever. A call that runs out
-raises nameko's UnknownService, which the edge maps to UNAVAILABLE (services/common/errors.py).
+raises Unavailable, which the edge answers with UNAVAILABLE (services/common/errors.py).
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import time
 import eventlet
 from nameko.constants import AUTH_TOKEN_CONTEXT_KEY, CALL_ID_STACK_CONTEXT_KEY
 from nameko.containers import WorkerContext
-from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 
 from services.common.auth import issue_token
+from services.common.errors import Unavailable
 
 TOKEN_TTL_SECONDS = 3600
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -37,7 +37,7 @@ class _TimedMethod:
             with eventlet.Timeout(self.timeout):
                 return reply.result()
         except eventlet.Timeout:
-            raise UnknownService(f"{self.service} (no answer within {self.timeout:g}s)") from None
+            raise Unavailable(f"the {self.service} service did not answer within {self.timeout:g}s") from None
 
 
 class _TimedServiceProxy:
