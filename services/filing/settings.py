@@ -85,7 +85,7 @@ def load_settings(config: dict) -> FilingSettings:
         return default if value in (None, "") else int(value)
 
     return FilingSettings(
-        areas=load_areas(config.get("FILING_AREAS_FILE")),
+        areas=load_areas(_setting(config, "FILING_AREAS_FILE")),
         province_code=province, calendar=load_calendar(),
         city_quotas=parse_city_quotas(_setting(config, "FILING_CITY_QUOTA")),
         district_quota=number("FILING_DISTRICT_QUOTA", domain.DISTRICT_QUOTA),

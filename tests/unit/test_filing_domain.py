@@ -146,3 +146,16 @@ def test_filing_code_carries_the_certificate_number_parts_1_to_4():
                 dict(province_code="41", site_serial=1_000_000)):
         with pytest.raises(ValueError):
             domain.filing_code(**bad)
+
+
+def test_the_city_areas_come_from_the_environment(tmp_path, monkeypatch):
+    import json
+
+    from services.filing.settings import load_settings
+    path = tmp_path / "areas.json"
+    path.write_text(json.dumps({"110105": ["朝阳区", "district"], "110118": ["密云区", "county"]}),
+                    encoding="utf-8")
+    monkeypatch.setenv("FILING_AREAS_FILE", str(path))
+    assert load_settings({}).areas == {"110105": ("朝阳区", "district"), "110118": ("密云区", "county")}
+    monkeypatch.delenv("FILING_AREAS_FILE")
+    assert load_settings({}).areas == domain.ANYANG_AREAS
