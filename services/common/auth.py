@@ -105,7 +105,8 @@ def authorize(policy: AccessPolicy | None, identity: Identity, method: str) -> N
 def require_own_institution(identity: Identity, institution_id: str, what: str = "record") -> None:
     """An institution may touch only its own records; other allowed roles pass."""
     if identity.role == "institution" and identity.institution_id != institution_id:
-        raise PermissionDenied(f"this {what} belongs to another institution")
+        raise PermissionDenied(f"the {what} is another institution's: an institution sees and "
+                               "changes only its own records")
 
 
 def main(argv=None) -> None:

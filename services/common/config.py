@@ -82,5 +82,9 @@ def worker_config(service: str) -> dict:
             "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
             "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
             "root": {"level": env("LOG_LEVEL", "INFO"), "handlers": ["console"]},
+            # nameko logs every expected (deliberate) error as a warning with its traceback;
+            # those are answers, counted by outcome in vocreg_worker_calls_total. Real
+            # failures are still logged at ERROR with their traceback.
+            "loggers": {"nameko.containers": {"level": "ERROR"}},
         },
     }
