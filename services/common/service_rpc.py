@@ -21,6 +21,7 @@ from nameko.containers import WorkerContext
 from nameko.rpc import RpcProxy
 
 from services.common.auth import issue_token
+from services.common.config import env_float
 from services.common.errors import Unavailable
 
 TOKEN_TTL_SECONDS = 3600
@@ -71,6 +72,8 @@ class ServiceRpcProxy(RpcProxy):
         data[AUTH_TOKEN_CONTEXT_KEY] = self.service_token()
         own_ctx = WorkerContext(worker_ctx.container, worker_ctx.service, worker_ctx.entrypoint,
                                 data=data)
-        timeout = float(self.container.config.get(
-            f"{self.target_service.upper()}_RPC_TIMEOUT", DEFAULT_TIMEOUT_SECONDS))
+        key = f"{self.target_service.upper()}_RPC_TIMEOUT"
+        configured = self.container.config.get(key)
+        timeout = (float(configured) if configured not in (None, "")
+                   else env_float(key, DEFAULT_TIMEOUT_SECONDS))
         return _TimedServiceProxy(super().get_dependency(own_ctx), self.target_service, timeout)
