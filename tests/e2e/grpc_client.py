@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import json_format
+from vocreg.certificates.v1 import certificates_pb2, certificates_pb2_grpc
 from vocreg.filing.v1 import filing_pb2, filing_pb2_grpc
 
 from tests.support import token
@@ -12,17 +13,21 @@ def bearer(role: str | None, institution_n: int | None = None):
     return () if role is None else (("authorization", f"Bearer {token(role, institution_n)}"),)
 
 
-class Filing:
-    """Calls FilingService with a role's token; requests and answers are dicts."""
+class Client:
+    """Calls one gRPC service with a role's token (none: anonymous); requests and answers
+    are dicts. `Client(stub_class, pb2_module, channel, role, institution_n, metadata)`."""
 
-    def __init__(self, channel: grpc.Channel, role: str | None = None,
+    def __init__(self, stub_class, pb2_module, channel: grpc.Channel, role: str | None = None,
                  institution_n: int | None = None, metadata=None):
-        self.stub = filing_pb2_grpc.FilingServiceStub(channel)
+        self.stub = stub_class(channel)
+        self.pb2 = pb2_module
         self.metadata = metadata if metadata is not None else bearer(role, institution_n)
 
     def __getattr__(self, method: str):
+        if method.startswith("_") or method in ("stub", "pb2", "metadata"):
+            raise AttributeError(method)
         rpc = getattr(self.stub, method)
-        request_class = getattr(filing_pb2, f"{method}Request")
+        request_class = getattr(self.pb2, f"{method}Request")
 
         def call(request: dict | None = None, timeout: float = 10.0):
             message = json_format.ParseDict(request or {}, request_class())
@@ -30,6 +35,24 @@ class Filing:
             return json_format.MessageToDict(response, preserving_proto_field_name=True)
 
         return call
+
+
+class Filing(Client):
+    """vocreg.filing.v1.FilingService."""
+
+    def __init__(self, channel: grpc.Channel, role: str | None = None,
+                 institution_n: int | None = None, metadata=None):
+        super().__init__(filing_pb2_grpc.FilingServiceStub, filing_pb2, channel, role,
+                         institution_n, metadata)
+
+
+class Certificates(Client):
+    """vocreg.certificates.v1.CertificateRegistry."""
+
+    def __init__(self, channel: grpc.Channel, role: str | None = None,
+                 institution_n: int | None = None, metadata=None):
+        super().__init__(certificates_pb2_grpc.CertificateRegistryStub, certificates_pb2,
+                         channel, role, institution_n, metadata)
 
 
 def status_of(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
