@@ -200,7 +200,7 @@ class CertificateRegistryService(Health):
             ISSUE_REFUSED.labels("not_filed").inc()
             raise FailedPrecondition(f"cannot issue: institution {institution_id} is not filed") from None
         institution = institution.get("institution") or {}
-        refusal = domain.issuing_refusal(institution.get("status"))
+        refusal = domain.issuing_refusal(institution.get("status"), institution.get("status_reason"))
         if refusal:
             ISSUE_REFUSED.labels("status").inc()
             raise FailedPrecondition(f"cannot issue: {refusal}")
