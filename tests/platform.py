@@ -31,6 +31,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def eventually(probe, timeout=10.0, what="condition", interval=0.1):
+    """Poll `probe` until it returns something truthy; that value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s (last: {value!r})")
+        time.sleep(interval)
+
+
 class Platform:
     """services: the workers to run behind one edge. clock: give the workers a time the test
     sets with set_clock() (they read it from a file on every call)."""

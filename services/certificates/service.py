@@ -50,7 +50,7 @@ from services.common.workdays import today_in_shanghai
 
 log = logging.getLogger(__name__)
 
-SWEEP_INTERVAL = config.env_float("SWEEP_INTERVAL", 30.0)
+SWEEP_INTERVAL = config.sweep_interval()
 # An operation still PENDING this long after it started was cut short (a crash): the sweep
 # finishes it from what was written. Far above the seconds a 10,000-row batch takes.
 STALE_OPERATION_SECONDS = 600

@@ -41,6 +41,12 @@ def env_float(name: str, default: float) -> float:
         raise SystemExit(f"configuration error: {name}={raw!r} is not a number") from None
 
 
+def sweep_interval() -> float:
+    """Seconds between a worker's deadline sweeps and outbox relays. nameko fixes a timer's
+    interval when the service class is defined, so services read it at import."""
+    return env_float("SWEEP_INTERVAL", 30.0)
+
+
 def amqp_uri() -> str:
     return env("AMQP_URI", DEFAULT_AMQP_URI)
 
@@ -67,8 +73,6 @@ def worker_config(service: str) -> dict:
         "AMQP_URI": amqp_uri(),
         "MONGO_URI": mongo_uri(service),
         "METRICS_PORT": env_int("METRICS_PORT", WORKER_METRICS_PORTS.get(service, 0)),
-        # Seconds between outbox relay and deadline sweeps.
-        "SWEEP_INTERVAL": env_float("SWEEP_INTERVAL", 30.0),
         "max_workers": env_int("MAX_WORKERS", 10),
         "PROVINCE_CODE": env("PROVINCE_CODE", "41"),
         # Chaos knob for the e2e tests: the first N event publishes fail as a crash would.

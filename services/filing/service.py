@@ -44,7 +44,7 @@ from services.filing.views import (
 
 log = logging.getLogger(__name__)
 
-SWEEP_INTERVAL = config.env_float("SWEEP_INTERVAL", 30.0)
+SWEEP_INTERVAL = config.sweep_interval()
 
 
 def _request_hash(request: dict) -> str:

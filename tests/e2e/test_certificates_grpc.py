@@ -11,7 +11,6 @@ Rules: shared/RULES.md "Certificates"; seed 001 ch.4-6; seed 002 §4.
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime
 
 import grpc
@@ -21,7 +20,7 @@ import requests
 from services.certificates import domain
 from services.common.workdays import SHANGHAI
 from tests.e2e.grpc_client import Certificates, Filing, status_of
-from tests.platform import Platform
+from tests.platform import Platform, eventually
 from tests.support import PASSED_EVALUATION, application_request, uscc
 
 pytestmark = pytest.mark.e2e
@@ -113,16 +112,6 @@ def number_re(filing_code: str, level: int) -> re.Pattern:
     """The national coding rule: the filing code (parts 1-4), year issued, level, serial."""
     return re.compile(rf"^{filing_code}26{level}\d{{6}}$")
 
-
-def eventually(probe, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s (last: {value!r})")
-        time.sleep(0.2)
 
 
 def worker_metrics(plat, service="certificates") -> str:

@@ -21,7 +21,7 @@ from kombu import Connection, Exchange, Queue, binding
 
 from services.common.workdays import SHANGHAI
 from tests.e2e.grpc_client import Filing, status_of
-from tests.platform import Platform
+from tests.platform import Platform, eventually
 from tests.support import PASSED_EVALUATION, SIX_MATERIALS, application_request, material, uscc
 
 pytestmark = pytest.mark.e2e
@@ -74,16 +74,6 @@ def at(plat, year, month, day, hour=10, minute=0):
     plat.set_clock(datetime(year, month, day, hour, minute, tzinfo=SHANGHAI))
     time.sleep(0.15)
 
-
-def eventually(probe, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s (last: {value!r})")
-        time.sleep(0.1)
 
 
 def regulator(plat):

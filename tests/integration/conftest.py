@@ -55,6 +55,18 @@ def start_service(container_factory, service_config, clock):
 
 
 @pytest.fixture
+def filing(start_service):
+    from services.filing.service import FilingService
+    return start_service(FilingService)
+
+
+@pytest.fixture
+def regulator(rpc_as):
+    from tests.support import token
+    return rpc_as(token("regulator")).filing
+
+
+@pytest.fixture
 def rpc_as(rabbit_config):
     """rpc_as(token) -> a cluster proxy whose calls carry that bearer token."""
     proxies = []

@@ -15,16 +15,6 @@ from tests.support import PASSED_EVALUATION, application_request, token, uscc
 OCC = "4-10-01-02"
 
 
-@pytest.fixture
-def filing(start_service):
-    return start_service(FilingService)
-
-
-@pytest.fixture
-def regulator(rpc_as):
-    return rpc_as(token("regulator")).filing
-
-
 def institution(rpc_as, n):
     return rpc_as(token("institution", n)).filing
 

@@ -61,16 +61,6 @@ def listener(start_service):
 
 
 @pytest.fixture
-def filing(start_service):
-    return start_service(FilingService)
-
-
-@pytest.fixture
-def regulator(rpc_as):
-    return rpc_as(token("regulator")).filing
-
-
-@pytest.fixture
 def institution(rpc_as):
     return rpc_as(token("institution", 1)).filing
 
