@@ -37,6 +37,7 @@ run: install
 # e2e and deploy tests run in plain pytest because grpcio must never share a process
 # with eventlet's monkey patching.
 test: install
+	tests/broker_ready.sh
 	$(BIN)/nameko test tests/unit tests/integration
 	$(BIN)/pytest -p no:nameko tests/e2e tests/deploy
 
@@ -44,9 +45,11 @@ test-unit: install
 	$(BIN)/nameko test tests/unit
 
 test-integration: install
+	tests/broker_ready.sh
 	$(BIN)/nameko test tests/integration
 
 test-e2e: install
+	tests/broker_ready.sh
 	$(BIN)/pytest -p no:nameko tests/e2e
 
 lint: install
