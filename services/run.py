@@ -13,8 +13,7 @@ import time
 from urllib.parse import urlsplit
 
 from services.common import config
-from services.common.protos import SERVICE_PROTOS
-from services.common.worker import SERVICE_CLASSES
+from services.common.spec import registry
 
 STOP_TIMEOUT = 15.0
 
@@ -40,18 +39,17 @@ def main() -> int:
         print(f"RabbitMQ is not reachable at {urlsplit(amqp).hostname}:{urlsplit(amqp).port or 5672}; "
               "start it (e.g. `rabbitmq-server -detached`) or set AMQP_URI.", file=sys.stderr)
         return 2
-    services = sorted(SERVICE_CLASSES)
+    specs = registry()
+    services = list(specs)
     children = {}
     for name in services:
-        port = config.WORKER_METRICS_PORTS[name]
         children[f"worker:{name}"] = start(["services.common.worker", name],
-                                           {"METRICS_PORT": str(port)})
-    edge_services = [s for s in services if s in SERVICE_PROTOS]
-    children["edge"] = start(["services.common.edge", "--services", ",".join(edge_services)])
+                                           {"METRICS_PORT": str(specs[name].metrics_port)})
+    children["edge"] = start(["services.common.edge", "--services", ",".join(services)])
     port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
     print(f"vocreg: workers {', '.join(services)}; gRPC edge on localhost:{port}; "
           f"metrics on :{config.DEFAULT_EDGE_METRICS_PORT} (edge) and "
-          f"{', '.join(str(config.WORKER_METRICS_PORTS[s]) for s in services)} (workers). "
+          f"{', '.join(str(specs[s].metrics_port) for s in services)} (workers). "
           "Ctrl-C stops everything.", flush=True)
 
     stopping = False

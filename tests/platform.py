@@ -18,11 +18,12 @@ import grpc
 import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.spec import spec
+
 ROOT = Path(__file__).resolve().parents[1]
 MANAGEMENT = "http://localhost:15672/api"
 AUTH = ("guest", "guest")
 FILING = "vocreg.filing.v1.FilingService"
-SERVICE_NAMES = {"filing": FILING, "certificates": "vocreg.certificates.v1.CertificateRegistry"}
 
 
 def free_port() -> int:
@@ -112,7 +113,7 @@ class Platform:
                 stderr=subprocess.STDOUT)
             self.channel = grpc.insecure_channel(f"localhost:{self.grpc_port}")
             for service in self.services:
-                self.wait_for_health(SERVICE_NAMES[service], health_pb2.HealthCheckResponse.SERVING)
+                self.wait_for_health(spec(service).proto, health_pb2.HealthCheckResponse.SERVING)
         except BaseException:
             self.stop()
             raise

@@ -11,7 +11,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
-from services.common.errors import InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.vocabulary import (
+    CLIENT_ID,
+    CLIENT_ID_HINT,
+    SKILL_LEVELS,
+    check_occupation_code,
+    check_skill_level,
+    normalize_id,
+    parse_date,
+)
 
 # --- numbers of the rules -------------------------------------------------------------
 MAX_BATCH_ROWS = 10_000          # issue 4: one exam session's results per call
@@ -22,7 +31,7 @@ MAX_SELECTION_NUMBERS = 1_000    # explicit numbers in one invalidation or withd
 DEFAULT_LATE_REPORT_DAYS = 30
 MAX_EVALUATOR_SERIAL = 999_999   # part 7 of the certificate number: 6 digits, from 000001
 
-SKILL_LEVELS = {1: "高级技师", 2: "技师", 3: "高级工", 4: "中级工", 5: "初级工"}
+MAX_NAME_CHARS = 50
 
 # --- states and codes (the proto enum names) ------------------------------------------
 VALID = "CERTIFICATE_STATUS_VALID"
@@ -50,7 +59,10 @@ ACTIVE = "INSTITUTION_STATUS_ACTIVE"
 SUSPENDED = "INSTITUTION_STATUS_SUSPENDED"
 TERMINATED = "INSTITUTION_STATUS_TERMINATED"
 EXPIRED = "INSTITUTION_STATUS_EXPIRED"
+# Filing's events that set the status the registry keeps (filed again after a termination
+# is InstitutionFiled: ACTIVE again).
 STATUS_BY_FILING_EVENT = {
+    "InstitutionFiled": ACTIVE,
     "InstitutionSuspended": SUSPENDED,
     "InstitutionReinstated": ACTIVE,
     "FilingTerminated": TERMINATED,
@@ -64,14 +76,11 @@ PROVINCE_CODES = frozenset({
     "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
     "65", "71", "81", "82", "83"})
 
-_OCCUPATION_CODE = re.compile(r"^\d-\d{2}-\d{2}-\d{2}(-\d{2})?$")
-_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _ID_SHAPE = re.compile(r"^\d{17}[\dX]$")
 _FILING_CODE = re.compile(r"^[SY]\d{4}\d{2}\d{6}$")
 _CERT_NUMBER = re.compile(r"^(?P<kind>[SY])(?P<evaluator>\d{4})(?P<province>\d{2})(?P<site>\d{6})"
                           r"(?P<year>\d{2})(?P<level>\d)(?P<serial>\d{6})$")
 _DECISION_REF = re.compile(r"^\S.{0,199}$")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 # --- GB 11643 resident ID number ------------------------------------------------------
@@ -86,7 +95,7 @@ def id_check_character(first17: str) -> str:
 
 def normalize_id_number(value: str) -> str:
     # A lower-case x is the same check character as typed on most keyboards.
-    return (value or "").strip().upper()
+    return normalize_id(value)
 
 
 def id_number_problem(value: str, on: date | None = None) -> str | None:
@@ -158,6 +167,14 @@ def serial_key(filing_code: str, issued_on: date, level: int) -> str:
     return f"{filing_code}:{issued_on.year % 100:02d}:{level}"
 
 
+def check_serials_left(used: int, wanted: int, level: int, year: int) -> None:
+    """Part 7 of the number has six digits: a year's level cannot go past 999999."""
+    if used + wanted > MAX_EVALUATOR_SERIAL:
+        raise FailedPrecondition(
+            f"cannot issue: level {level} serials for {year} would exceed "
+            f"{MAX_EVALUATOR_SERIAL:06d}")
+
+
 # --- masking for public answers -------------------------------------------------------
 def mask_name(name: str) -> str:
     """张三 -> 张*, 张三丰 -> 张*丰, 欧阳娜娜 -> 欧**娜: enough to recognise, not to learn."""
@@ -214,17 +231,13 @@ class Row:
         return (self.holder_id_number, self.occupation_code, self.skill_level)
 
 
-def parse_date(value, path: str, errors: list) -> date | None:
-    if not value:
-        errors.append(f"{path}: required (YYYY-MM-DD)")
-        return None
-    try:
-        if not _ISO_DATE.match(value):  # fromisoformat would also take 20250101
-            raise ValueError(value)
-        return date.fromisoformat(value)
-    except (TypeError, ValueError):
-        errors.append(f"{path}: not a date (YYYY-MM-DD)")
-        return None
+def check_holder_name(value, path: str, errors: list) -> str:
+    name = normalize_name(value or "")
+    if not name:
+        errors.append(f"{path}: required")
+    elif len(name) > MAX_NAME_CHARS:
+        errors.append(f"{path}: longer than {MAX_NAME_CHARS} characters")
+    return name
 
 
 def is_late(assessment_date: date, today: date, late_days: int) -> bool:
@@ -234,24 +247,16 @@ def is_late(assessment_date: date, today: date, late_days: int) -> bool:
 
 def check_row(index: int, raw: dict, today: date) -> Row:
     errors: list[str] = []
-    name = normalize_name(raw.get("holder_name") or "")
-    if not name:
-        errors.append("holder_name: required")
-    elif len(name) > 50:
-        errors.append("holder_name: longer than 50 characters")
+    name = check_holder_name(raw.get("holder_name"), "holder_name", errors)
     id_number = normalize_id_number(raw.get("holder_id_number") or "")
     problem = id_number_problem(id_number, today) if id_number else "required"
     if problem:
         errors.append(f"holder_id_number: {problem}")
-    occupation = (raw.get("occupation_code") or "").strip()
-    if not _OCCUPATION_CODE.match(occupation):
-        errors.append("occupation_code: must look like 4-10-01-02")
+    occupation = check_occupation_code(raw.get("occupation_code"), "occupation_code", errors)
     occupation_name = (raw.get("occupation_name") or "").strip()
     if len(occupation_name) > 50:
         errors.append("occupation_name: longer than 50 characters")
-    level = raw.get("skill_level") or 0
-    if level not in SKILL_LEVELS:
-        errors.append("skill_level: must be 1-5")
+    level = check_skill_level(raw.get("skill_level"), "skill_level", errors)
     row_ref = (raw.get("row_ref") or "").strip()
     if len(row_ref) > 64:
         errors.append("row_ref: longer than 64 characters")
@@ -264,8 +269,8 @@ def parse_batch(request: dict, today: date, late_days: int) -> Batch:
     is checked on its own and carries its errors, so one bad row does not hold up the rest."""
     errors: list[str] = []
     session = (request.get("exam_session_id") or "").strip()
-    if not _SESSION_ID.match(session):
-        errors.append("exam_session_id: required, 1-64 of A-Z a-z 0-9 . _ : -")
+    if not CLIENT_ID.match(session):
+        errors.append(f"exam_session_id: required, {CLIENT_ID_HINT}")
     assessed = parse_date(request.get("assessment_date"), "assessment_date", errors)
     if assessed is not None and assessed > today:
         errors.append(f"assessment_date: {assessed.isoformat()} is in the future")
@@ -360,9 +365,8 @@ def parse_selection(selection: dict, errors: list) -> Selection | None:
         session_id = (session.get("exam_session_id") or "").strip()
         if not institution_id:
             errors.append("selection.exam_session.institution_id: required")
-        if not _SESSION_ID.match(session_id):
-            errors.append("selection.exam_session.exam_session_id: required, 1-64 of "
-                          "A-Z a-z 0-9 . _ : -")
+        if not CLIENT_ID.match(session_id):
+            errors.append(f"selection.exam_session.exam_session_id: required, {CLIENT_ID_HINT}")
         return Selection(institution_id=institution_id, exam_session_id=session_id)
     institution_id = (period.get("institution_id") or "").strip().upper()
     if not institution_id:
@@ -420,10 +424,121 @@ def parse_period(request: dict, errors: list) -> tuple[date | None, date | None]
 
 
 def check_occupation_filter(code: str | None, errors: list) -> None:
-    if code and not _OCCUPATION_CODE.match(code):
-        errors.append("occupation_code: must look like 4-10-01-02")
+    check_occupation_code(code, "occupation_code", errors, required=False)
 
 
 def check_level_filter(level: int | None, errors: list) -> None:
     if level and level not in SKILL_LEVELS:
         errors.append("skill_level: must be 1-5 (0 for any)")
+
+
+def parse_certificate_number(value, path: str = "certificate_number") -> str:
+    number = normalize_id(value)
+    if not number:
+        raise InvalidArgument(f"{path}: required")
+    problem = certificate_number_problem(number)
+    if problem:
+        raise InvalidArgument(f"{path}: {problem}")
+    return number
+
+
+def parse_verification(request: dict) -> tuple[str, str]:
+    """The public question: a number and the holder's name, both required."""
+    errors: list[str] = []
+    number = normalize_id(request.get("certificate_number"))
+    problem = certificate_number_problem(number)
+    if problem:
+        errors.append(f"certificate_number: {problem}")
+    name = check_holder_name(request.get("holder_name"), "holder_name", errors)
+    if errors:
+        raise InvalidArgument(errors)
+    return number, name
+
+
+def holder_matches(stored_name: str, asked_name: str) -> bool:
+    return normalize_name(stored_name) == asked_name
+
+
+# --- filing's status, as its events tell it -------------------------------------------
+def status_update(event_type: str, sequence: int, occurred_at: str,
+                  applied: tuple[int, str] | None) -> str | None:
+    """The status filing's event sets, or None when it is not newer than the one already
+    applied (events arrive in any order and may be redelivered: the newest wins). Newer means
+    a higher sequence of filing's institution (its version); between events of the same
+    write, or from a producer without sequences, the later occurrence."""
+    status = STATUS_BY_FILING_EVENT[event_type]
+    if applied is None:
+        return status
+    applied_sequence, applied_at = applied
+    if sequence and applied_sequence:
+        return status if sequence > applied_sequence else None
+    return status if occurred_at >= applied_at else None
+
+
+# --- what an operation tells the others -------------------------------------------------
+def issued_event(batch_id: str, institution_id: str, details: dict, rows: list[dict]) -> dict | None:
+    """CertificatesIssued for a batch, from its counts per occupation and level (`rows` as
+    the repository counts them: {"_id": {"o", "l"}, "n", "late"}); None when nothing was
+    issued."""
+    if not rows:
+        return None
+    counts = [{"occupation_code": r["_id"]["o"], "skill_level": r["_id"]["l"],
+               "count": r["n"], "late_reported_count": r["late"]} for r in rows]
+    return {"batch_id": batch_id, "institution_id": institution_id, **details,
+            "counts": counts, "total": sum(c["count"] for c in counts)}
+
+
+def ended_event(kind: str, operation_id: str, details: dict,
+                rows: list[dict]) -> tuple[str, dict | None]:
+    """CertificatesInvalidated or CertificatesWithdrawn, counted per institution, occupation
+    and level; None when nothing changed."""
+    event_type = "CertificatesInvalidated" if kind == "invalidate" else "CertificatesWithdrawn"
+    if not rows:
+        return event_type, None
+    counts = [{"institution_id": r["_id"]["i"], "occupation_code": r["_id"]["o"],
+               "skill_level": r["_id"]["l"], "count": r["n"]} for r in rows]
+    payload = {"operation_id": operation_id, "decision_ref": details["decision_ref"],
+               "effective_on": details["effective_on"], "counts": counts,
+               "total": sum(c["count"] for c in counts)}
+    if kind == "invalidate":
+        payload["reason"] = details["reason"]
+    else:
+        payload["recover_subsidies"] = details["recover_subsidies"]
+    return event_type, payload
+
+
+# --- what a list or a statistic selects -------------------------------------------------------
+def list_filters(request: dict, institution_id: str | None, holder: str,
+                 start: date | None, end: date | None) -> dict:
+    filters = {}
+    if institution_id:
+        filters["institution_id"] = institution_id
+    for key in ("exam_session_id", "occupation_code", "skill_level", "status"):
+        if request.get(key) and request[key] != "CERTIFICATE_STATUS_UNSPECIFIED":
+            filters[key] = request[key]
+    if holder:
+        filters["holder_id_number"] = holder
+    if start:
+        filters["issued_on__gte"] = start.isoformat()
+    if end:
+        filters["issued_on__lte"] = end.isoformat()
+    return filters
+
+
+def stats_match(request: dict, institution_id: str | None, start: date | None,
+                end: date | None) -> dict:
+    match: dict = {}
+    if institution_id:
+        match["institution_id"] = institution_id
+    if request.get("occupation_code"):
+        match["occupation_code"] = request["occupation_code"]
+    if request.get("skill_level"):
+        match["skill_level"] = request["skill_level"]
+    issued = {}
+    if start:
+        issued["$gte"] = start.isoformat()
+    if end:
+        issued["$lte"] = end.isoformat()
+    if issued:
+        match["issued_on"] = issued
+    return match

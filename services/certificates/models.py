@@ -96,5 +96,6 @@ class InstitutionView(Document):
     status = StringField()
     reason = StringField()
     changed_at = StringField()  # the applied event's occurred_at (ISO, UTC "Z")
+    sequence = IntField()       # the applied event's meta.sequence (filing's institution)
     event_id = StringField()
     history = ListField(DictField())

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 from services.certificates import domain
-
-
-def _drop_empty(data: dict) -> dict:
-    return {k: v for k, v in data.items() if v not in (None, "", [], {}, False, 0)}
+from services.common.vocabulary import drop_empty as _drop_empty
 
 
 def certificate_view(cert) -> dict:

@@ -31,7 +31,7 @@ def utcnow() -> datetime:
 
 
 def new_event(events_module, source: str, event_type: str, payload: dict, actor: str,
-              now: datetime) -> dict:
+              now: datetime, aggregate_id: str = "", sequence: int = 0) -> dict:
     """An event ready to store: checked against its message in events.proto first, so a
     malformed event fails the write that would have caused it, not a consumer later."""
     message_class = getattr(events_module, event_type, None)
@@ -42,6 +42,8 @@ def new_event(events_module, source: str, event_type: str, payload: dict, actor:
                      "occurred_at": now.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
                      "source": source, "actor": actor},
             **payload}
+    if aggregate_id:
+        body["meta"].update(aggregate_id=aggregate_id, sequence=sequence)
     from_dict(body, message_class)
     return {"event_id": event_id, "event_type": event_type, "body": body}
 

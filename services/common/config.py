@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import os
 
-SERVICE_NAMES = ("filing", "grading", "inspection", "certificates", "escrow", "courses")
-
 DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 # A fixed, obviously-development secret for `make run` and the tests; the edge and the workers
 # log a warning at start while they use it. Deployments set VOCREG_JWT_SECRET from a Secret.
 DEV_JWT_SECRET = "vocreg-dev-secret-not-for-production"
 
-# Local ports: one edge for all services, one metrics port per worker.
+# Local ports: one edge for all services; each worker's metrics port is in its ServiceSpec.
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_EDGE_METRICS_PORT = 9100
-WORKER_METRICS_PORTS = {name: 9101 + i for i, name in enumerate(SERVICE_NAMES)}
 
 
 def env(name: str, default: str) -> str:
@@ -39,6 +36,26 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SystemExit(f"configuration error: {name}={raw!r} is not a number") from None
+
+
+def setting(worker_config: dict, key: str):
+    """A service setting: the worker config's key (tests set it there), else the environment
+    variable of the same name, else None."""
+    value = worker_config.get(key)
+    return os.environ.get(key) if value is None else value
+
+
+def setting_int(worker_config: dict, key: str, default: int, minimum: int | None = None) -> int:
+    raw = setting(worker_config, key)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise SystemExit(f"configuration error: {key}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise SystemExit(f"configuration error: {key} must be >= {minimum}")
+    return value
 
 
 def sweep_interval() -> float:
@@ -67,12 +84,19 @@ def jwt_secret() -> str:
     return value
 
 
+def _declared_metrics_port(service: str) -> int:
+    from services.common.spec import registry
+
+    declared = registry().get(service)
+    return declared.metrics_port if declared else 0
+
+
 def worker_config(service: str) -> dict:
     """The nameko config dict for one service's worker."""
     return {
         "AMQP_URI": amqp_uri(),
         "MONGO_URI": mongo_uri(service),
-        "METRICS_PORT": env_int("METRICS_PORT", WORKER_METRICS_PORTS.get(service, 0)),
+        "METRICS_PORT": env_int("METRICS_PORT", _declared_metrics_port(service)),
         "max_workers": env_int("MAX_WORKERS", 10),
         "PROVINCE_CODE": env("PROVINCE_CODE", "41"),
         # Chaos knob for the e2e tests: the first N event publishes fail as a crash would.

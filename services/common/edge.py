@@ -32,6 +32,7 @@ from services.common.errors import VocregError, grpc_status_for
 from services.common.metrics import GRPC_CALLS, GRPC_LATENCY, serve
 from services.common.protos import access_policies, from_dict, service_proto, to_dict
 from services.common.rpc_client import PoolExhausted, RpcClientPool
+from services.common.spec import registry
 
 log = logging.getLogger("vocreg.edge")
 
@@ -195,16 +196,15 @@ def build_server(services, pool, settings, availability):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.common.edge")
-    parser.add_argument("--services", default=",".join(sorted(config.SERVICE_NAMES)),
-                        help="comma-separated service names (default: all)")
+    parser.add_argument("--services", default=",".join(registry()),
+                        help="comma-separated service names (default: every declared service)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=config.env("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     services = [s.strip() for s in args.services.split(",") if s.strip()]
-    from services.common.protos import SERVICE_PROTOS
-    unknown = [s for s in services if s not in SERVICE_PROTOS]
+    unknown = [s for s in services if s not in registry()]
     if unknown:
-        raise SystemExit(f"edge: no proto for {', '.join(unknown)}; known: {', '.join(sorted(SERVICE_PROTOS))}")
+        raise SystemExit(f"edge: no service {', '.join(unknown)}; declared: {', '.join(registry())}")
     if config.jwt_secret() == config.DEV_JWT_SECRET:
         log.warning("VOCREG_JWT_SECRET is not set: using the development secret")
 

@@ -12,12 +12,7 @@ from functools import cache
 from google.protobuf import json_format
 
 from services.common.auth import ROLE_BY_PROTO_NAME, AccessPolicy
-
-# service name -> (proto package, service name in the proto)
-SERVICE_PROTOS = {
-    "filing": ("vocreg.filing.v1", "FilingService"),
-    "certificates": ("vocreg.certificates.v1", "CertificateRegistry"),
-}
+from services.common.spec import spec
 
 
 @dataclass(frozen=True)
@@ -36,9 +31,8 @@ class ServiceProto:
 
 @cache
 def service_proto(name: str) -> ServiceProto:
-    if name not in SERVICE_PROTOS:
-        raise KeyError(f"unknown service {name!r}; known: {', '.join(sorted(SERVICE_PROTOS))}")
-    package, service = SERVICE_PROTOS[name]
+    declared = spec(name)
+    package, service = declared.proto_package, declared.proto_service
     messages = importlib.import_module(f"{package}.{name}_pb2")
     stubs = importlib.import_module(f"{package}.{name}_pb2_grpc")
     try:

@@ -17,6 +17,12 @@ class Aggregate(Document):
 
     version = IntField(default=0, required=True)
     pending_events = ListField(DictField())
+    # Events recorded so far: the next one's meta.sequence (see types.proto EventMeta).
+    event_sequence = IntField(default=0)
+
+    def next_event_sequence(self) -> int:
+        self.event_sequence = (self.event_sequence or 0) + 1
+        return self.event_sequence
 
     def record(self, event: dict) -> None:
         self.pending_events.append(event)

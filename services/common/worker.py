@@ -9,35 +9,25 @@ import eventlet
 eventlet.monkey_patch()  # before anything else imports socket or threading
 
 import argparse  # noqa: E402
-import importlib  # noqa: E402
 import logging  # noqa: E402
 import logging.config  # noqa: E402
 
 from nameko.cli.run import run  # noqa: E402
 
 from services.common import config  # noqa: E402
-
-SERVICE_CLASSES = {
-    "filing": "services.filing.service:FilingService",
-    "certificates": "services.certificates.service:CertificateRegistryService",
-}
-
-
-def service_class(name: str):
-    module_name, _, class_name = SERVICE_CLASSES[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+from services.common.spec import registry  # noqa: E402
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.common.worker")
-    parser.add_argument("service", choices=sorted(SERVICE_CLASSES))
+    parser.add_argument("service", choices=list(registry()))
     args = parser.parse_args(argv)
     worker_config = config.worker_config(args.service)
     logging.config.dictConfig(worker_config["LOGGING"])
     if config.jwt_secret() == config.DEV_JWT_SECRET:
         logging.getLogger(__name__).warning(
             "VOCREG_JWT_SECRET is not set: using the development secret")
-    run([service_class(args.service)], worker_config)
+    run([registry()[args.service].load_class()], worker_config)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from services.common.errors import (
 )
 from services.common.identifiers import uscc_check_character, uscc_problem
 from services.common.paging import decode_token, encode_token, page_size
-from services.common.protos import SERVICE_PROTOS, access_policies
+from services.common.protos import access_policies
+from services.common.spec import registry
 from tests.support import uscc
 
 
@@ -90,7 +91,7 @@ def test_empty_jwt_secret_is_a_configuration_error(monkeypatch):
         config.jwt_secret()
 
 
-@pytest.mark.parametrize("service", sorted(SERVICE_PROTOS))
+@pytest.mark.parametrize("service", list(registry()))
 def test_every_rpc_declares_an_access_policy(service):
     policies = access_policies(service)
     assert policies, service

@@ -1,0 +1,339 @@
+"""The registry's handlers: one function per RPC, event and timer, `(command, uow, clock,
+settings)` plus the filing gateway where filing must be asked. No nameko here."""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter as Tally
+from datetime import date, timedelta
+
+from prometheus_client import Counter
+
+from services.certificates import domain
+from services.certificates.models import Certificate, Operation
+from services.certificates.repository import DONE, PENDING
+from services.certificates.views import (
+    certificate_view,
+    not_found_view,
+    row_result_view,
+    verification_view,
+)
+from services.common.auth import Identity, require_own_institution
+from services.common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from services.common.paging import decode_token, encode_token, page_size
+from services.common.vocabulary import normalize_id
+from services.common.workdays import today_in_shanghai
+
+log = logging.getLogger(__name__)
+
+ROWS = Counter("vocreg_certificate_rows_total",
+               "Uploaded certificate rows by outcome (issued, rejected, duplicate).", ["outcome"])
+LATE_REPORTED = Counter("vocreg_certificates_late_reported_total",
+                        "Certificates issued but reported after the allowed days.")
+VERIFICATIONS = Counter("vocreg_certificate_verifications_total",
+                        "Public verifications by result.", ["result"])
+ENDED = Counter("vocreg_certificates_ended_total",
+                "Certificates invalidated or withdrawn, by reason.", ["reason"])
+ISSUE_REFUSED = Counter("vocreg_certificate_batches_refused_total",
+                        "Batches refused whole because the institution may not issue.", ["why"])
+
+ROW_STATUSES = (domain.ROW_ISSUED, domain.ROW_REJECTED, domain.ROW_DUPLICATE)
+
+
+# --- issuing ------------------------------------------------------------------------------
+def issue_certificates(cmd, uow, clock, settings, filing):
+    institution_id = cmd.caller.institution_id
+    today = today_in_shanghai(clock.now())
+    batch = domain.parse_batch(cmd.request, today, settings.late_days)
+    institution = _issuing_institution(institution_id, uow, filing)
+
+    refusals = {}
+    for occupation, level in domain.rights_to_ask(batch.rows):
+        allowed, reason = filing.evaluation_right(institution_id, occupation, level,
+                                                  batch.assessment_date.isoformat())
+        if not allowed:
+            refusals[(occupation, level)] = reason
+    domain.refuse_out_of_scope(batch.rows, refusals)
+
+    existing = uow.repo.session_numbers(institution_id, batch.exam_session_id)
+    to_issue = [r for r in batch.rows if r.ok and r.key not in existing]
+    numbers = _allocate_numbers(uow, institution["filing_code"], today, to_issue)
+
+    op = uow.add(Operation(
+        operation_id=uuid.uuid4().hex, kind="issue", state=PENDING, started_at=clock.now(),
+        actor=cmd.caller.audit_name(), institution_id=institution_id,
+        details={"exam_session_id": batch.exam_session_id,
+                 "assessment_date": batch.assessment_date.isoformat(),
+                 "issued_on": today.isoformat()}))
+    uow.flush(op)  # the record of the batch lands before its certificates: a crash is finished
+    docs = [_certificate_doc(row, numbers[row.index], op, institution, batch, today)
+            for row in to_issue]
+    written = uow.repo.insert_certificates(docs, op.operation_id)
+    if len(written) < len(docs):  # a concurrent upload of the same rows won the race
+        existing = uow.repo.session_numbers(institution_id, batch.exam_session_id)
+
+    results = []
+    for row in batch.rows:
+        if not row.ok:
+            results.append(row_result_view(row, None, domain.ROW_REJECTED))
+        elif numbers.get(row.index) in written:
+            results.append(row_result_view(row, numbers[row.index], domain.ROW_ISSUED))
+        elif row.key in existing:
+            results.append(row_result_view(row, existing[row.key], domain.ROW_DUPLICATE))
+        else:
+            row.errors.append("could not be stored; upload the row again")
+            results.append(row_result_view(row, None, domain.ROW_REJECTED))
+    summary = {s: sum(1 for r in results if r["status"] == s) for s in ROW_STATUSES}
+    issued = [d for d in docs if d["certificate_number"] in written]
+    _finish(uow, op, summary, _issued_counts_of(issued))
+    for status, n in summary.items():
+        ROWS.labels(status.replace("ROW_STATUS_", "").lower()).inc(n)
+    if batch.late:
+        LATE_REPORTED.inc(summary[domain.ROW_ISSUED])
+    return {"batch_id": op.operation_id,
+            "issued_count": summary[domain.ROW_ISSUED],
+            "rejected_count": summary[domain.ROW_REJECTED],
+            "duplicate_count": summary[domain.ROW_DUPLICATE],
+            "late_reported": batch.late, "results": results}
+
+
+def _issuing_institution(institution_id: str, uow, filing) -> dict:
+    """The filed institution, if it may issue now; else FailedPrecondition with why. The status
+    filing's events told us answers first; filing itself is asked for the rest."""
+    view = uow.repo.institution_view(institution_id)
+    refusal = domain.issuing_refusal(view.status, view.reason) if view and view.status else None
+    if refusal:
+        ISSUE_REFUSED.labels(view.status.replace("INSTITUTION_STATUS_", "").lower()).inc()
+        raise FailedPrecondition(f"cannot issue: {refusal}")
+    institution = filing.institution(institution_id)
+    if institution is None:
+        ISSUE_REFUSED.labels("not_filed").inc()
+        raise FailedPrecondition(f"cannot issue: institution {institution_id} is not filed")
+    refusal = domain.issuing_refusal(institution.get("status"), institution.get("status_reason"))
+    if refusal:
+        ISSUE_REFUSED.labels("status").inc()
+        raise FailedPrecondition(f"cannot issue: {refusal}")
+    problem = domain.filing_code_problem(institution.get("filing_code"))
+    if problem:
+        log.error("filing returned an unusable filing code for %s: %s", institution_id, problem)
+        raise FailedPrecondition(f"cannot issue: the institution's {problem}")
+    return institution
+
+
+def _allocate_numbers(uow, filing_code: str, today: date, rows) -> dict:
+    """Row index -> number. One counter per evaluator, year and level, moved once per level by
+    the whole block; serials are never reused, so a failed write leaves a gap."""
+    by_level: dict[int, list] = {}
+    for row in rows:
+        by_level.setdefault(row.skill_level, []).append(row)
+    numbers = {}
+    for level, level_rows in sorted(by_level.items()):
+        key = domain.serial_key(filing_code, today, level)
+        domain.check_serials_left(uow.repo.counter_value(key), len(level_rows), level, today.year)
+        first = uow.repo.next_values(key, len(level_rows))
+        domain.check_serials_left(first - 1, len(level_rows), level, today.year)
+        for offset, row in enumerate(level_rows):
+            numbers[row.index] = domain.certificate_number(filing_code, today, level,
+                                                           first + offset)
+    return numbers
+
+
+def _certificate_doc(row, number, op, institution, batch, today) -> dict:
+    return Certificate(
+        key=domain.issue_key(op.institution_id, batch.exam_session_id, row.holder_id_number,
+                             row.occupation_code, row.skill_level),
+        certificate_number=number, institution_id=op.institution_id,
+        filing_code=institution["filing_code"], issuer_name=institution.get("name"),
+        exam_session_id=batch.exam_session_id, batch_id=op.operation_id,
+        holder_name=row.holder_name, holder_id_number=row.holder_id_number,
+        occupation_code=row.occupation_code, occupation_name=row.occupation_name,
+        skill_level=row.skill_level, assessment_date=batch.assessment_date.isoformat(),
+        issued_on=today.isoformat(), late_reported=batch.late, status=domain.VALID,
+    ).to_mongo().to_dict()
+
+
+def _issued_counts_of(docs: list[dict]) -> list[dict]:
+    tally = Tally((d["occupation_code"], d["skill_level"]) for d in docs)
+    late = Tally((d["occupation_code"], d["skill_level"]) for d in docs if d["late_reported"])
+    return [{"_id": {"o": o, "l": lv}, "n": n, "late": late[(o, lv)]}
+            for (o, lv), n in sorted(tally.items())]
+
+
+def _finish(uow, op: Operation, summary: dict | None = None, counts=None) -> None:
+    """Mark the operation DONE with its event, counted from what it wrote (read back from the
+    certificates when a crash left only the database to tell)."""
+    if op.kind == "issue":
+        rows = counts if counts is not None else uow.repo.counts(
+            {"batch_id": op.operation_id}, by_institution=False)
+        payload = domain.issued_event(op.operation_id, op.institution_id, op.details, rows)
+        event_type = "CertificatesIssued"
+    else:
+        rows = uow.repo.counts({"operation_id": op.operation_id}, by_institution=True)
+        event_type, payload = domain.ended_event(op.kind, op.operation_id, op.details, rows)
+    if summary is not None:
+        op.summary = summary
+    op.state = DONE
+    if payload is not None:
+        uow.emit(op, event_type, payload, op.actor)
+    try:
+        uow.flush(op)
+    except Conflict:
+        # The sweep finished it meanwhile (only after a stale delay): the same counts.
+        log.warning("operation %s was finished by the sweep", op.operation_id)
+        uow.forget([op])
+
+
+# --- reading ------------------------------------------------------------------------------
+def verify_certificate(cmd, uow, clock, settings):
+    number, name = domain.parse_verification(cmd.request)
+    cert = uow.repo.certificate(number)
+    if cert is None or not domain.holder_matches(cert.holder_name, name):
+        VERIFICATIONS.labels("not_found").inc()
+        return not_found_view(number)
+    answer = verification_view(cert)
+    VERIFICATIONS.labels(answer["result"].replace("VERIFICATION_RESULT_", "").lower()).inc()
+    return answer
+
+
+def get_certificate(cmd, uow, clock, settings):
+    number = domain.parse_certificate_number(cmd.request.get("certificate_number"))
+    cert = uow.repo.certificate(number)
+    if cert is None:
+        raise NotFound(f"certificate {number} not found")
+    require_own_institution(cmd.caller, cert.institution_id, "certificate")
+    return {"certificate": certificate_view(cert)}
+
+
+def _scope_institution(request: dict, caller: Identity) -> str | None:
+    """An institution reads only its own: empty means its own, another id is refused."""
+    institution_id = normalize_id(request.get("institution_id")) or None
+    if caller.role == "institution":
+        if institution_id is None:
+            return caller.institution_id
+        require_own_institution(caller, institution_id, "certificate register")
+    return institution_id
+
+
+def list_certificates(cmd, uow, clock, settings):
+    request = cmd.request
+    errors: list[str] = []
+    institution_id = _scope_institution(request, cmd.caller)
+    start, end = domain.parse_period(request, errors)
+    domain.check_occupation_filter(request.get("occupation_code"), errors)
+    domain.check_level_filter(request.get("skill_level"), errors)
+    holder = domain.normalize_id_number(request.get("holder_id_number") or "")
+    if holder and domain.id_number_problem(holder):
+        errors.append(f"holder_id_number: {domain.id_number_problem(holder)}")
+    page = request.get("page")
+    try:
+        size = page_size(page)
+        after = decode_token(page)
+    except InvalidArgument as exc:
+        errors.extend(exc.violations)
+        size, after = 0, None
+    if errors:
+        raise InvalidArgument(errors)
+    filters = domain.list_filters(request, institution_id, holder, start, end)
+    rows, last = uow.repo.list_page(filters, size, after)
+    return {"certificates": [certificate_view(c) for c in rows],
+            "page": {"next_page_token": encode_token(last) if last else ""}}
+
+
+def get_issuance_stats(cmd, uow, clock, settings):
+    request = cmd.request
+    errors: list[str] = []
+    institution_id = _scope_institution(request, cmd.caller)
+    start, end = domain.parse_period(request, errors)
+    domain.check_occupation_filter(request.get("occupation_code"), errors)
+    domain.check_level_filter(request.get("skill_level"), errors)
+    if errors:
+        raise InvalidArgument(errors)
+    match = domain.stats_match(request, institution_id, start, end)
+    groups = uow.repo.stats(match, {"valid": domain.VALID, "invalidated": domain.INVALIDATED,
+                                    "withdrawn": domain.WITHDRAWN})
+    stats = [{"institution_id": g["_id"]["i"], "occupation_code": g["_id"]["o"],
+              "skill_level": g["_id"]["l"], "issued_count": g["issued"],
+              "valid_count": g["valid"], "invalidated_count": g["invalidated"],
+              "withdrawn_count": g["withdrawn"], "late_reported_count": g["late"]}
+             for g in groups]
+    return {"stats": stats, "issued_count": sum(s["issued_count"] for s in stats)}
+
+
+# --- invalidation and withdrawal --------------------------------------------------------------
+def invalidate_certificates(cmd, uow, clock, settings):
+    selection, reason, decision_ref, note = domain.parse_invalidation(cmd.request)
+    return {"result": _end(uow, clock, cmd.caller, selection, domain.INVALIDATED, "invalidate",
+                           {"reason": reason, "decision_ref": decision_ref, "note": note})}
+
+
+def withdraw_certificates(cmd, uow, clock, settings):
+    selection, decision_ref, note = domain.parse_withdrawal(cmd.request)
+    return {"result": _end(uow, clock, cmd.caller, selection, domain.WITHDRAWN, "withdraw", {
+        "reason": domain.DATA_WITHDRAWN, "decision_ref": decision_ref, "note": note,
+        "recover_subsidies": bool(cmd.request.get("recover_subsidies"))})}
+
+
+def _end(uow, clock, caller: Identity, selection: domain.Selection, status: str, kind: str,
+         details: dict) -> dict:
+    """Invalidate or withdraw what the selection names. Only VALID certificates change: both
+    are permanent, so a repeated call changes nothing and says so."""
+    matching = uow.repo.count_selected(selection)
+    not_found = []
+    if selection.kind == "numbers":
+        present = uow.repo.present_numbers(selection)
+        not_found = [n for n in selection.numbers if n not in present]
+    if matching == 0:
+        raise NotFound("no certificate matches the selection")
+    effective_on = today_in_shanghai(clock.now()).isoformat()
+    op = uow.add(Operation(operation_id=uuid.uuid4().hex, kind=kind, state=PENDING,
+                           started_at=clock.now(), actor=caller.audit_name(),
+                           institution_id=selection.institution_id,
+                           details={**details, "effective_on": effective_on}))
+    uow.flush(op)  # the record lands before the certificates change: a crash is finished
+    record = {k: v for k, v in {**details, "effective_on": effective_on,
+                                "operation_id": op.operation_id}.items() if v not in ("", None)}
+    changed = uow.repo.end_valid(selection, domain.VALID, status, record, op.operation_id)
+    _finish(uow, op, {"changed": changed, "unchanged": matching - changed})
+    ENDED.labels(details["reason"].replace("INVALIDATION_REASON_", "").lower()).inc(changed)
+    return {"operation_id": op.operation_id, "changed_count": changed,
+            "unchanged_count": matching - changed, "not_found": not_found}
+
+
+# --- filing's facts ---------------------------------------------------------------------------
+def filing_status_changed(event, uow, clock, settings):
+    """Keep filing's status of the institution: the newest event wins, whatever order the bus
+    delivers them in. Nothing already issued changes: only new batches are refused."""
+    event_type = type(event).DESCRIPTOR.name
+    institution_id = normalize_id(event.institution_id)
+    if not institution_id:
+        log.error("%s %s without institution_id dropped", event_type, event.meta.event_id)
+        return
+    occurred_at = event.meta.occurred_at.ToJsonString()
+    reason = getattr(event, "reason", "") or ("filed" if event_type == "InstitutionFiled" else "")
+    status = domain.STATUS_BY_FILING_EVENT[event_type]
+    uow.repo.record_status_event(institution_id, {
+        "status": status, "reason": reason, "changed_at": occurred_at,
+        "sequence": event.meta.sequence, "event_id": event.meta.event_id})
+    for _ in range(5):  # another event applied between our read and write: decide again
+        view = uow.repo.institution_view(institution_id)
+        applied = None if view is None or view.event_id is None else (
+            view.sequence or 0, view.changed_at or "")
+        if domain.status_update(event_type, event.meta.sequence, occurred_at, applied) is None:
+            return
+        if uow.repo.set_status(institution_id, status, reason, occurred_at,
+                               event.meta.sequence, event.meta.event_id, view):
+            return
+    raise Conflict(f"status of {institution_id} kept changing; the event will be redelivered")
+
+
+# --- the clock ------------------------------------------------------------------------------
+def sweep(uow, clock, settings):
+    """Finish operations a crash left PENDING (their event is then counted from what the
+    database holds)."""
+    stale_before = clock.now() - timedelta(seconds=settings.stale_operation_seconds)
+    finished = 0
+    for op in uow.repo.stale_operations(stale_before):
+        with uow.step(f"operation {op.operation_id}") as step:
+            _finish(uow, op)
+        finished += step.done
+    return {"finished": finished}

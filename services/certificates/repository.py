@@ -1,0 +1,117 @@
+"""The registry's queries. Certificates are written in bulk and changed by conditional
+update_many (never loaded one by one to be saved); Operations are the aggregates, tracked."""
+from __future__ import annotations
+
+from pymongo.errors import BulkWriteError
+
+from services.certificates.models import Certificate, InstitutionView, Operation
+from services.common.repository import keyset_page
+from services.common.uow import Repository
+
+PENDING, DONE = "PENDING", "DONE"
+
+
+class CertificatesRepository(Repository):
+    # --- operations (the aggregates) ---------------------------------------------------
+    def stale_operations(self, started_before) -> list[Operation]:
+        """PENDING operations older than `started_before`: cut short by a crash."""
+        return self.track_all(Operation.objects(state=PENDING, started_at__lt=started_before)
+                              .order_by("started_at"))
+
+    # --- certificates -----------------------------------------------------------------
+    def certificate(self, number: str) -> Certificate | None:
+        return Certificate.objects(certificate_number=number).first()
+
+    def session_numbers(self, institution_id: str, exam_session_id: str) -> dict:
+        """(holder id, occupation, level) -> number, for one exam session's certificates."""
+        found = Certificate.objects(
+            institution_id=institution_id, exam_session_id=exam_session_id).only(
+            "certificate_number", "holder_id_number", "occupation_code", "skill_level")
+        return {(c.holder_id_number, c.occupation_code, c.skill_level): c.certificate_number
+                for c in found}
+
+    def insert_certificates(self, docs: list[dict], batch_id: str) -> set:
+        """Insert in one round trip; return the numbers actually written (a concurrent upload
+        of the same rows wins the duplicate keys)."""
+        if not docs:
+            return set()
+        collection = Certificate._get_collection()
+        try:
+            collection.insert_many(docs, ordered=False)
+            return {d["certificate_number"] for d in docs}
+        except BulkWriteError:
+            return {c["certificate_number"]
+                    for c in collection.find({"batch_id": batch_id}, {"certificate_number": 1})}
+
+    def counts(self, match: dict, by_institution: bool) -> list[dict]:
+        """Certificates matching `match` counted per (institution,) occupation and level."""
+        group = {"o": "$occupation_code", "l": "$skill_level"}
+        if by_institution:
+            group["i"] = "$institution_id"
+        pipeline = [{"$match": match},
+                    {"$group": {"_id": group, "n": {"$sum": 1},
+                                "late": {"$sum": {"$cond": ["$late_reported", 1, 0]}}}}]
+        rows = list(Certificate._get_collection().aggregate(pipeline))
+        rows.sort(key=lambda r: (r["_id"].get("i", ""), r["_id"]["o"], r["_id"]["l"]))
+        return rows
+
+    def list_page(self, filters: dict, size: int, after: str | None):
+        return keyset_page(Certificate.objects(**filters), "certificate_number", size, after)
+
+    def stats(self, match: dict, statuses: dict) -> list[dict]:
+        """Per institution, occupation and level: issued, each status, late reported."""
+
+        def count_if(status):
+            return {"$sum": {"$cond": [{"$eq": ["$status", status]}, 1, 0]}}
+
+        group = {"_id": {"i": "$institution_id", "o": "$occupation_code", "l": "$skill_level"},
+                 "issued": {"$sum": 1},
+                 "late": {"$sum": {"$cond": ["$late_reported", 1, 0]}}}
+        group.update({name: count_if(status) for name, status in statuses.items()})
+        return sorted(Certificate._get_collection().aggregate([{"$match": match},
+                                                               {"$group": group}]),
+                      key=lambda g: (g["_id"]["i"], g["_id"]["o"], g["_id"]["l"]))
+
+    def _selected(self, selection):
+        if selection.kind == "numbers":
+            return Certificate.objects(certificate_number__in=list(selection.numbers))
+        if selection.kind == "session":
+            return Certificate.objects(institution_id=selection.institution_id,
+                                       exam_session_id=selection.exam_session_id)
+        return Certificate.objects(institution_id=selection.institution_id,
+                                   issued_on__gte=selection.issued_from.isoformat(),
+                                   issued_on__lte=selection.issued_to.isoformat())
+
+    def count_selected(self, selection) -> int:
+        """How many certificates a selection (numbers, an exam session, a period) names."""
+        return self._selected(selection).count()
+
+    def present_numbers(self, selection) -> set:
+        return {c.certificate_number for c in self._selected(selection).only("certificate_number")}
+
+    def end_valid(self, selection, valid: str, status: str, record: dict,
+                  operation_id: str) -> int:
+        """Set `status` on the selection's VALID certificates only (one conditional
+        update_many: it cannot apply twice); returns how many changed."""
+        return self._selected(selection).filter(status=valid).update(
+            set__status=status, set__invalidation=record, set__operation_id=operation_id)
+
+    # --- filing's status of institutions -------------------------------------------------
+    def institution_view(self, institution_id: str) -> InstitutionView | None:
+        return InstitutionView.objects(pk=institution_id).first()
+
+    def record_status_event(self, institution_id: str, entry: dict) -> None:
+        """Append to the view's history (a redelivered entry is not added twice)."""
+        InstitutionView._get_collection().update_one(
+            {"_id": institution_id}, {"$addToSet": {"history": entry}}, upsert=True)
+
+    def set_status(self, institution_id: str, status: str, reason: str, changed_at: str,
+                   sequence: int, event_id: str, read: InstitutionView | None) -> bool:
+        """Set the status if no other event was applied since `read`; False if one was."""
+        condition = {"_id": institution_id,
+                     "event_id": read.event_id if read is not None and read.event_id
+                     else {"$exists": False}}
+        result = InstitutionView._get_collection().update_one(condition, {"$set": {
+            "status": status, "reason": reason, "changed_at": changed_at,
+            "sequence": sequence, "event_id": event_id}})
+        return result.matched_count == 1

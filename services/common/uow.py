@@ -1,0 +1,204 @@
+"""The unit of work: the aggregates one call loaded or created, written when the call ends,
+and the events they recorded published after the write.
+
+A handler never commits, publishes or lists aggregates for the relay: it loads aggregates
+through `uow.repo` (which tracks them), creates new ones with `uow.add`, records events with
+`uow.emit`, and returns. The worker then calls `flush()` (each changed aggregate written in one
+conditional document write, its events inside it, see storage.py and bus.py) and `publish()`.
+The relay timer covers every aggregate the service declares in its ServiceSpec. This is
+cosmicpython's unit of work with MongoDB's one-document atomicity in place of a transaction.
+
+`FakeUnitOfWork` (tests/fakes.py) has the same interface in memory, so handlers are tested
+without a broker or a database.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+import mongoengine
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from services.common.auth import Identity
+from services.common.bus import Outbox, new_event, utcnow
+from services.common.errors import Conflict
+from services.common.mongo import connect, disconnect
+from services.common.spec import spec as service_spec
+from services.common.storage import Aggregate
+
+log = logging.getLogger(__name__)
+
+PROCESSED_EVENTS = "processed_events"
+COUNTERS = "counters"
+
+
+class Repository:
+    """Base of a service's repository: its queries live in the subclass; every aggregate a
+    query hands out for change is tracked here, so the unit of work knows what to write."""
+
+    def __init__(self, alias: str):
+        self.alias = alias
+        self.seen: list[Aggregate] = []
+
+    # --- tracking -----------------------------------------------------------------------
+    def track(self, aggregate):
+        """Hand out `aggregate` (or None) tracked: whatever the handler changes is written."""
+        if aggregate is not None and not any(a is aggregate for a in self.seen):
+            if not isinstance(aggregate, Aggregate):
+                raise TypeError(f"{type(aggregate).__name__} is not an Aggregate")
+            self.seen.append(aggregate)
+        return aggregate
+
+    def track_all(self, aggregates) -> list:
+        return [self.track(a) for a in aggregates]
+
+    # --- what every service needs of its database --------------------------------------
+    def db(self):
+        return mongoengine.get_db(self.alias)
+
+    def next_values(self, key: str, n: int = 1) -> int:
+        """Reserve n values of the counter `key` atomically; returns the first. A counter only
+        goes up: values reserved by a call that fails later are never handed out again."""
+        doc = self.db()[COUNTERS].find_one_and_update(
+            {"_id": key}, {"$inc": {"value": n}}, upsert=True,
+            return_document=ReturnDocument.AFTER)
+        return int(doc["value"]) - n + 1
+
+    def counter_value(self, key: str) -> int:
+        doc = self.db()[COUNTERS].find_one({"_id": key})
+        return int(doc["value"]) if doc else 0
+
+    def handled(self, key: str) -> bool:
+        return self.db()[PROCESSED_EVENTS].find_one({"_id": key}, {"_id": 1}) is not None
+
+    def mark_handled(self, key: str) -> None:
+        try:
+            self.db()[PROCESSED_EVENTS].insert_one({"_id": key, "handled_at": utcnow()})
+        except DuplicateKeyError:
+            pass  # a concurrent redelivery finished first; the effect is the same
+
+    def ping(self) -> None:
+        self.db().command("ping")
+
+
+class UnitOfWork:
+    def __init__(self, repository: Repository, events_module, source: str, clock,
+                 publisher=None):
+        self.repo = repository
+        self.events_module = events_module
+        self.source = source
+        self.clock = clock
+        self.publisher = publisher
+        self._written: list[Aggregate] = []
+
+    def add(self, aggregate):
+        """A new aggregate: inserted when the call ends (a duplicate key is AlreadyExists)."""
+        return self.repo.track(aggregate)
+
+    def emit(self, aggregate: Aggregate, event_type: str, payload: dict,
+             actor: Identity | str) -> dict:
+        """Record an event on the aggregate it belongs to: stored in the aggregate's own write,
+        checked against its message in the service's events.proto first."""
+        self.repo.track(aggregate)
+        name = actor.audit_name() if isinstance(actor, Identity) else actor
+        event = new_event(self.events_module, self.source, event_type, payload, name,
+                          self.clock.now(), str(aggregate.pk), aggregate.next_event_sequence())
+        aggregate.record(event)
+        return event
+
+    # --- writing --------------------------------------------------------------------------
+    def flush(self, *aggregates: Aggregate) -> None:
+        """Write what changed: every tracked aggregate, or just these ones now (when one write
+        must land before another, e.g. a record before a bulk side-write that refers to it).
+        Raises Conflict if a document changed since it was read, AlreadyExists on a new one
+        whose key is taken; what was written before stays written."""
+        for aggregate in (aggregates or tuple(self.repo.seen)):
+            self.repo.track(aggregate)
+            if self._write(aggregate):
+                self._written.append(aggregate)
+
+    def _write(self, aggregate: Aggregate) -> bool:
+        if aggregate._created:
+            aggregate.insert()
+            return True
+        if aggregate._get_changed_fields():
+            aggregate.commit()
+            return True
+        return False
+
+    def publish(self) -> int:
+        """Publish the events of what this call wrote; what fails is left to the relay."""
+        sent = 0
+        written, self._written = self._written, []
+        if self.publisher is None:
+            return 0
+        for aggregate in {id(a): a for a in written}.values():
+            if aggregate.pending_events:
+                sent += self.publisher.publish_pending(aggregate)
+        return sent
+
+    def forget(self, aggregates) -> None:
+        gone = {id(a) for a in aggregates}
+        self.repo.seen = [a for a in self.repo.seen if id(a) not in gone]
+
+    @contextmanager
+    def step(self, what: str = "step"):
+        """One item of a sweep: what it changed is written when the block ends. If another
+        writer changed the same document meanwhile (two workers sweeping at once), the item is
+        skipped: the next sweep sees the new state. `step.done` says which happened."""
+        before = list(self.repo.seen)
+        result = StepResult()
+        yield result
+        changed = [a for a in self.repo.seen if not any(a is b for b in before)]
+        try:
+            self.flush(*changed)
+            result.done = True
+        except Conflict:
+            log.info("%s: changed concurrently; skipped until the next sweep", what)
+            self.forget(changed)
+
+
+class StepResult:
+    done = False
+
+
+class UnitOfWorkProvider(Outbox):
+    """The service's database (connected at setup, under the service's name as alias), its
+    repository and its outbox (this provider is nameko's event dispatcher for the service's
+    `<service>.events` exchange), handed to each call as a UnitOfWork factory."""
+
+    def __init__(self, repository_class: type[Repository], **dispatcher_options):
+        super().__init__(**dispatcher_options)
+        self.repository_class = repository_class
+
+    def setup(self):
+        super().setup()
+        self.alias = self.container.service_name
+        self.spec = service_spec(self.alias)
+        uri = self.container.config.get("MONGO_URI") or f"mongomock://localhost/vocreg_{self.alias}"
+        disconnect(self.alias)
+        connect(self.alias, uri)
+        from services.common.protos import service_proto
+        self.events_module = service_proto(self.alias).events
+
+    def get_dependency(self, worker_ctx):
+        return UnitOfWorkFactory(self, super().get_dependency(worker_ctx))
+
+
+class UnitOfWorkFactory:
+    def __init__(self, provider: UnitOfWorkProvider, publisher):
+        self.provider = provider
+        self.publisher = publisher
+
+    def begin(self, clock) -> UnitOfWork:
+        p = self.provider
+        return UnitOfWork(p.repository_class(p.alias), p.events_module, p.alias, clock,
+                          self.publisher)
+
+    def relay(self) -> int:
+        """Publish events left pending in any aggregate the service declares."""
+        return self.publisher.relay(*self.provider.spec.aggregate_classes())
+
+    def ping(self) -> None:
+        self.provider.repository_class(self.provider.alias).ping()
