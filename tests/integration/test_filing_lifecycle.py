@@ -221,9 +221,10 @@ def test_dynamic_scope_proposals_spare_the_sole_provider(filing, rpc_as, regulat
     file_institution(rpc_as, regulator, 1, scope=two)
     file_institution(rpc_as, regulator, 2, district="410503")  # OCC only
     dispatch = event_dispatcher(rabbit_config)
+    # As certificates publishes it (its events.proto): the batch's one assessment date.
     event = {"meta": {"event_id": uuid.uuid4().hex}, "institution_id": uscc(2),
-             "counts": [{"occupation_code": OCC, "skill_level": 4, "count": 600,
-                         "assessment_date": "2026-06-01"}]}
+             "assessment_date": "2026-06-01",
+             "counts": [{"occupation_code": OCC, "skill_level": 4, "count": 600}]}
     dispatch("certificates", "CertificatesIssued", event)
     dispatch("certificates", "CertificatesIssued", event)  # a redelivery counts once
     import eventlet

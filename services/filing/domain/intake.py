@@ -1,4 +1,5 @@
-"""Filing (备案) rules as pure functions: no broker, no database, no clock of their own.
+"""The application and its clocks (ch.2 art.3-7): what a submission must contain, the
+acceptance, supplement and evaluation deadlines, the regulator's first decisions, filing codes.
 
 Sources: shared/RULES.md "Filing"; seed 001 ch.2 art.2-9, ch.6 art.5-6; seed 002 §5.
 Every number a regulator will check is a named constant here.
@@ -11,7 +12,30 @@ from datetime import date
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.identifiers import uscc_problem
+from services.common.vocabulary import (
+    CLIENT_ID,
+    CLIENT_ID_HINT,
+    OCCUPATION_CODE,
+    OCCUPATION_CODE_HINT,
+    SKILL_LEVELS,
+    normalize_id,
+    required_text,
+)
 from services.common.workdays import Deadline, WorkdayCalendar, add_days
+
+__all__ = [
+    "ACCEPTANCE_WORKING_DAYS", "SUPPLEMENT_DAYS", "EVALUATION_WORKING_DAYS", "VALIDITY_YEARS",
+    "MAX_SUPPLEMENT_NOTICES", "MATERIALS", "PROHIBITED_NAME_WORDS", "ANYANG_AREAS",
+    "EVALUATOR_KIND_SOCIAL", "EVALUATOR_CODE_PROVINCIAL", "MAX_SITE_SERIAL", "RECEIVED",
+    "SUPPLEMENT_REQUESTED", "ACCEPTED", "NOT_ACCEPTED", "WITHDRAWN", "FILED", "REFUSED",
+    "OPEN_STATES", "ACCEPTED_BY_REGULATOR", "ACCEPTED_BY_DEEMED", "ACTIVE", "SUSPENDED",
+    "REGISTER_STATUSES", "DECISION_FILE", "DECISION_REFUSE", "check_request_id", "check_phone",
+    "prohibited_words", "check_institution", "check_scope", "check_materials", "Submission",
+    "parse_submission", "missing_materials", "merge_materials", "reasons_list",
+    "acceptance_due", "supplement_due", "decision_due", "validity_end", "overdue",
+    "require_state", "short_state", "check_supplement_request", "supplement_complete",
+    "check_acceptance", "check_filing_decision", "sweep_action", "filing_code",
+]
 
 # --- numbers of the rules -------------------------------------------------------------
 ACCEPTANCE_WORKING_DAYS = 5      # art.5: accept, decline or ask for a supplement
@@ -22,8 +46,6 @@ VALIDITY_YEARS = 3               # art.9
 MAX_SUPPLEMENT_NOTICES = 1
 # Reading of "deemed accepted": acceptance is dated the last day of the 5-working-day window,
 # so the 15 working days of evaluation start from there, not from the day the sweep noticed.
-
-SKILL_LEVELS = {1: "高级技师", 2: "技师", 3: "高级工", 4: "中级工", 5: "初级工"}
 
 MATERIALS = (
     "MATERIAL_KIND_BASIC_INFORMATION",
@@ -68,6 +90,9 @@ FILED = "APPLICATION_STATE_FILED"
 REFUSED = "APPLICATION_STATE_REFUSED"
 OPEN_STATES = frozenset({RECEIVED, SUPPLEMENT_REQUESTED, ACCEPTED})
 
+DECISION_FILE = "DECISION_OUTCOME_FILE"
+DECISION_REFUSE = "DECISION_OUTCOME_REFUSE"
+
 ACCEPTED_BY_REGULATOR = "ACCEPTED_BY_REGULATOR"
 ACCEPTED_BY_DEEMED = "ACCEPTED_BY_DEEMED"
 
@@ -75,20 +100,24 @@ ACTIVE = "INSTITUTION_STATUS_ACTIVE"
 SUSPENDED = "INSTITUTION_STATUS_SUSPENDED"
 REGISTER_STATUSES = (ACTIVE, SUSPENDED)
 
-_OCCUPATION_CODE = re.compile(r"^\d-\d{2}-\d{2}-\d{2}(-\d{2})?$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _PHONE = re.compile(r"^[0-9+\-() ]{7,20}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 # --- validation -----------------------------------------------------------------------
-def _text(data: dict, key: str, path: str, errors: list, lo: int, hi: int) -> str:
-    value = (data.get(key) or "").strip()
-    if not value:
-        errors.append(f"{path}: required")
-    elif not lo <= len(value) <= hi:
-        errors.append(f"{path}: must be {lo}-{hi} characters")
-    return value
+def check_request_id(value, errors: list, path: str = "request_id") -> str:
+    """The client's id of a request (its retries carry the same one)."""
+    request_id = value.strip() if isinstance(value, str) else ""
+    if not CLIENT_ID.match(request_id):
+        errors.append(f"{path}: required, {CLIENT_ID_HINT}")
+    return request_id
+
+
+def check_phone(value, path: str, errors: list) -> str:
+    phone = value.strip() if isinstance(value, str) else ""
+    if phone and not _PHONE.match(phone):
+        errors.append(f"{path}: not a phone number")
+    return phone
 
 
 def prohibited_words(name: str) -> list[str]:
@@ -99,11 +128,11 @@ def check_institution(details: dict, areas: dict, errors: list, path="institutio
     if not details:
         errors.append(f"{path}: required")
         return {}
-    institution_id = (details.get("institution_id") or "").strip().upper()
+    institution_id = normalize_id(details.get("institution_id"))
     problem = uscc_problem(institution_id) if institution_id else "required"
     if problem:
         errors.append(f"{path}.institution_id: {problem}")
-    name = _text(details, "name", f"{path}.name", errors, 2, 100)
+    name = required_text(details, "name", f"{path}.name", errors, 2, 100)
     words = prohibited_words(name)
     if words:
         errors.append(f"{path}.name: uses prohibited words {', '.join(words)} (seed 002 §5)")
@@ -112,15 +141,13 @@ def check_institution(details: dict, areas: dict, errors: list, path="institutio
         errors.append(f"{path}.district_code: required")
     elif district not in areas:
         errors.append(f"{path}.district_code: {district} is not a district or county of this city")
-    phone = (details.get("contact_phone") or "").strip()
-    if phone and not _PHONE.match(phone):
-        errors.append(f"{path}.contact_phone: not a phone number")
+    phone = check_phone(details.get("contact_phone"), f"{path}.contact_phone", errors)
     return {
         "institution_id": institution_id,
         "name": name,
-        "legal_representative": _text(details, "legal_representative",
-                                      f"{path}.legal_representative", errors, 1, 50),
-        "address": _text(details, "address", f"{path}.address", errors, 5, 200),
+        "legal_representative": required_text(details, "legal_representative",
+                                              f"{path}.legal_representative", errors, 1, 50),
+        "address": required_text(details, "address", f"{path}.address", errors, 5, 200),
         "district_code": district,
         "contact_phone": phone,
     }
@@ -134,12 +161,12 @@ def check_scope(scope: list, errors: list, path="scope") -> list[dict]:
     for i, item in enumerate(scope):
         where = f"{path}[{i}]"
         code = (item.get("occupation_code") or "").strip()
-        if not _OCCUPATION_CODE.match(code):
-            errors.append(f"{where}.occupation_code: must look like 4-10-01-02")
+        if not OCCUPATION_CODE.match(code):
+            errors.append(f"{where}.occupation_code: {OCCUPATION_CODE_HINT}")
         elif code in seen:
             errors.append(f"{where}.occupation_code: {code} listed twice")
         seen.add(code)
-        name = _text(item, "occupation_name", f"{where}.occupation_name", errors, 1, 50)
+        name = required_text(item, "occupation_name", f"{where}.occupation_name", errors, 1, 50)
         levels = item.get("skill_levels") or []
         if not levels:
             errors.append(f"{where}.skill_levels: at least one level is required")
@@ -185,9 +212,7 @@ class Submission:
 
 def parse_submission(request: dict, areas: dict) -> Submission:
     errors: list[str] = []
-    request_id = (request.get("request_id") or "").strip()
-    if not _REQUEST_ID.match(request_id):
-        errors.append("request_id: required, 1-64 of A-Z a-z 0-9 . _ : -")
+    request_id = check_request_id(request.get("request_id"), errors)
     institution = check_institution(request.get("institution") or {}, areas, errors)
     scope = check_scope(request.get("scope") or [], errors)
     materials = check_materials(request.get("materials") or [], errors)
@@ -298,19 +323,19 @@ def check_acceptance(state: str, missing_now: list[str]) -> None:
 
 def check_filing_decision(outcome: str, evaluation: dict, reasons: list[str]) -> list[str]:
     errors: list[str] = []
-    if outcome == "DECISION_OUTCOME_FILE":
+    if outcome == DECISION_FILE:
         failed = [step for step in ("materials_check_passed", "expert_review_passed",
                                     "site_visit_passed") if not evaluation.get(step)]
         if failed:
             raise FailedPrecondition(
                 "cannot file: the technical evaluation has not passed " + ", ".join(failed))
         return []
-    if outcome == "DECISION_OUTCOME_REFUSE":
+    if outcome == DECISION_REFUSE:
         cleaned = reasons_list(reasons, errors)
         if errors:
             raise InvalidArgument(["a refusal is given in writing with reasons: " + e for e in errors])
         return cleaned
-    raise InvalidArgument("outcome: must be DECISION_OUTCOME_FILE or DECISION_OUTCOME_REFUSE")
+    raise InvalidArgument(f"outcome: must be {DECISION_FILE} or {DECISION_REFUSE}")
 
 
 def sweep_action(state: str, acceptance_due_iso: str | None, supplement_due_iso: str | None,
@@ -337,8 +362,3 @@ def filing_code(province_code: str, site_serial: int,
         raise ValueError(f"site serial must be 1-{MAX_SITE_SERIAL}")
     return f"{kind}{evaluator_code}{province_code}{site_serial:06d}"
 
-
-# The rest of the lifecycle (conditions, quotas, changes, renewal, status, evaluation right,
-# dynamic scope) lives in lifecycle.py and is re-exported here, so `domain.X` stays the one
-# way to reach a rule.
-from services.filing.domain.lifecycle import *  # noqa: E402,F401,F403
