@@ -19,7 +19,14 @@ from services.filing.models import Application, Institution
 from services.filing.repository import FilingRepository
 from services.filing.settings import FilingSettings
 from tests.fakes import FakeClock, FakeRepository, FakeUnitOfWork, caller, page_of, run
-from tests.support import PASSED_EVALUATION, SIX_MATERIALS, application_request, material, uscc
+from tests.support import (
+    PASSED_EVALUATION,
+    SIX_MATERIALS,
+    application_request,
+    conditions,
+    material,
+    uscc,
+)
 
 OCC = "4-10-01-02"
 OTHER = "6-01-02-03"
@@ -218,14 +225,7 @@ def test_every_problem_of_a_submission_is_reported_and_nothing_stored(uow, clock
     assert uow.repo.store == {} and uow.published == []
 
 
-CONDITIONS = {
-    "registered_legal_person": True, "good_credit": True, "dedicated_unit": True,
-    "management_rules": True, "not_for_profit_pledge": True,
-    "evaluation_history_since": "2024-01-01",
-    "occupations": [{"occupation_code": OCC, "premises_fit": True, "video_surveillance": True,
-                     "premises_in_registered_area": True,
-                     "staff_examiners_supervisors_experts": True, "question_bank": True,
-                     "person_times_last_3_years": 800}]}
+CONDITIONS = conditions(since="2024-01-01", person_times=800, occupations=(OCC,))
 
 
 def test_unmet_conditions_are_listed_relaxed_for_urgent_occupations_and_block_filing(uow, clock):
@@ -420,11 +420,8 @@ def test_pending_decisions_rank_competitors_urgent_first_then_person_times(uow, 
     for n, count, codes in ((1, 2500, (OCC,)), (2, 3000, (OCC,)), (3, 2100, (OCC, OTHER))):
         request = application_request(n, district_code="410502")
         request["scope"] = scope_of(*codes)
-        request["conditions"] = {**CONDITIONS, "evaluation_history_since": "2020-01-01",
-                                 "occupations": [{**CONDITIONS["occupations"][0],
-                                                  "occupation_code": c,
-                                                  "person_times_last_3_years": count}
-                                                 for c in codes]}
+        request["conditions"] = conditions(since="2020-01-01", person_times=count,
+                                           occupations=codes)
         app = call(handlers.submit_application, uow, clock, request, inst(n), settings)
         apps[n] = app["application"]["application_id"]
         accept(uow, clock, apps[n])
