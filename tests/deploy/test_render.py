@@ -43,7 +43,7 @@ def test_render_check_runs_as_a_plain_script_without_eventlet():
     result = subprocess.run([sys.executable, str(DEPLOY / "render.py"), "--check"],
                             cwd="/", capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    probe = ("import runpy, sys; runpy.run_path(sys.argv[1]); "
+    probe = ("import runpy, sys; runpy.run_path(sys.argv[1])['render'](); "
              "assert not {'eventlet', 'nameko', 'mongoengine'} & set(sys.modules), "
              "sorted({'eventlet', 'nameko', 'mongoengine'} & set(sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe, str(DEPLOY / "render.py")],
