@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from services.common.auth import issue_token, verify_token
+from services.common.auth import PARTY_ROLES, issue_token, verify_token
 from services.common.entrypoints import Command
 from services.common.errors import AlreadyExists, Conflict
 from services.common.uow import Repository, UnitOfWork
@@ -158,8 +158,11 @@ def run(handler, uow: FakeUnitOfWork, clock, settings, request: dict | None = No
     return result
 
 
-def caller(role: str, institution_id: str | None = None, sub: str | None = None):
-    return verify_token(issue_token(role, sub or role, institution_id))
+def caller(role: str, institution_id: str | None = None, sub: str | None = None,
+           party_id: str | None = None):
+    if role in PARTY_ROLES and party_id is None:
+        party_id = f"{role}-1"
+    return verify_token(issue_token(role, sub or role, institution_id, party_id=party_id))
 
 
 def page_of(docs, key: str, size: int, after: str | None) -> tuple[list, str | None]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
-from services.common.auth import issue_token
+from services.common.auth import PARTY_ROLES, issue_token
 from services.common.identifiers import uscc_check_character
 
 SIX_MATERIALS = (
@@ -45,9 +45,14 @@ def application_request(n: int = 1, request_id: str | None = None, materials=SIX
     }
 
 
-def token(role: str, institution_n: int | None = None, sub: str | None = None) -> str:
+def token(role: str, institution_n: int | None = None, sub: str | None = None,
+          party_id: str | None = None) -> str:
+    """A bearer token; party roles (provider, employer, ...) get a party id if none is given."""
     institution_id = uscc(institution_n) if institution_n is not None else None
-    return issue_token(role, sub or f"{role}-{institution_n or 0}", institution_id)
+    if role in PARTY_ROLES and party_id is None:
+        party_id = f"{role}-{institution_n or 0}"
+    return issue_token(role, sub or f"{role}-{institution_n or 0}", institution_id,
+                       party_id=party_id)
 
 
 PASSED_EVALUATION = {"materials_check_passed": True, "expert_review_passed": True,
