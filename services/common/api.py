@@ -15,6 +15,7 @@ from nameko.constants import AUTH_TOKEN_CONTEXT_KEY
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 
+from services.common import limits
 from services.common.auth import Identity, authorize, verify_token
 from services.common.errors import DELIBERATE_ERRORS, InvalidArgument
 from services.common.protos import access_policies, from_dict, service_proto
@@ -36,14 +37,28 @@ class CallContext(DependencyProvider):
                         call_id=worker_ctx.call_id)
 
 
-def check_message(request, service: str, message_name: str, what: str) -> None:
+# A parse error quotes the offending value; this much of the message is kept.
+MAX_PARSE_ERROR_CHARS = 300
+
+
+def check_message(request, service: str, message_name: str, what: str):
+    """The request as its proto message, or InvalidArgument: it must parse (no unknown field,
+    no wrong type) and keep every limit its fields declare (services/common/limits.py:
+    lengths, control characters, entries of lists), each violation with its field path."""
     if not isinstance(request, dict):
         raise InvalidArgument(f"{what} must be an object, not {type(request).__name__}")
     message_class = getattr(service_proto(service).messages, message_name)
     try:
-        from_dict(request, message_class)
+        message = from_dict(request, message_class)
     except ParseError as exc:
-        raise InvalidArgument(f"{what}: {exc}") from None
+        text = str(exc)
+        if len(text) > MAX_PARSE_ERROR_CHARS:
+            text = text[:MAX_PARSE_ERROR_CHARS] + "..."
+        raise InvalidArgument(f"{what}: {text}") from None
+    found = limits.violations(message)
+    if found:
+        raise InvalidArgument(found)
+    return message
 
 
 def api(method):
@@ -57,6 +72,7 @@ def api(method):
         descriptor = service_proto(self.name).service_descriptor.methods_by_name[name]
         request = {} if request is None else request
         check_message(request, self.name, descriptor.input_type.name, "request")
+        self.rpc_name = name  # nameko makes a service instance per call: this call's RPC
         response = method(self, request, caller)
         # A response that does not fit its message is a bug here, not the caller's fault.
         from_dict(response, getattr(service_proto(self.name).messages,
