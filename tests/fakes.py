@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from services.common import idempotency
 from services.common.auth import PARTY_ROLES, issue_token, verify_token
 from services.common.entrypoints import Command
 from services.common.errors import AlreadyExists, Conflict
+from services.common.storage import Aggregate
 from services.common.uow import Repository, UnitOfWork
 
 
@@ -67,6 +69,10 @@ class FakeRepository(Repository):
     def mark_handled(self, key: str) -> None:
         self.handled_keys.add(key)
 
+    def request_entries(self, key: str) -> list[dict]:
+        return [e for (kind, _), doc in self.store.items() if isinstance(doc, Aggregate)
+                for e in doc.request_log or () if e.get("key") == key]
+
     def ping(self) -> None:
         return None
 
@@ -95,29 +101,27 @@ class FakeUnitOfWork(UnitOfWork):
         # Keys of documents another writer changes meanwhile: their next write is a Conflict.
         self.concurrent: set = set()
 
-    def _write(self, aggregate) -> bool:
+    def _save(self, aggregate) -> None:
         key = (type(aggregate), aggregate.pk)
         if aggregate._created:
             if key in self.repo.store:
                 raise AlreadyExists(f"{type(aggregate).__name__.lower()} already exists")
             self._check_unique(aggregate)
             aggregate._created = False
-        elif aggregate._get_changed_fields():
+        else:
             if key in self.concurrent:
                 self.concurrent.discard(key)
                 raise Conflict(f"{type(aggregate).__name__.lower()} was changed concurrently")
             self._check_unique(aggregate)
             aggregate.version = (aggregate.version or 0) + 1
-        else:
-            return False
         aggregate._clear_changed_fields()
         self.repo.store[key] = aggregate
-        return True
 
     def begin(self) -> FakeUnitOfWork:
         """A new call: it holds nothing yet (the worker begins a unit of work per call)."""
         self.repo.seen = []
         self._written = []
+        self._reset_request()
         return self
 
     def _check_unique(self, aggregate) -> None:
@@ -149,13 +153,14 @@ class FakeUnitOfWork(UnitOfWork):
 
 
 def run(handler, uow: FakeUnitOfWork, clock, settings, request: dict | None = None,
-        caller=None, **ports):
-    """Call an RPC handler as the worker does: then flush and publish."""
+        caller=None, rpc: str | None = None, **ports):
+    """Call an RPC handler as the worker does (services/common/idempotency.run: its request_id
+    looked up, then flush and publish). The RPC is the handler's name in CamelCase
+    (submit_application: SubmitApplication) of the service the unit of work is for."""
     uow.begin()
-    result = handler(Command(request or {}, caller), uow, clock, settings, **ports)
-    uow.flush()
-    uow.publish()
-    return result
+    rpc = rpc or "".join(part.title() for part in handler.__name__.split("_"))
+    return idempotency.run(handler, Command(request or {}, caller, "", rpc), uow, clock,
+                           settings, **ports)
 
 
 def caller(role: str, institution_id: str | None = None, sub: str | None = None,
