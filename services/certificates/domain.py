@@ -378,6 +378,25 @@ def parse_selection(selection: dict, errors: list) -> Selection | None:
     return Selection(institution_id=institution_id, issued_from=start, issued_to=end)
 
 
+def selection_record(selection: Selection) -> dict:
+    """A selection as stored with its operation (to finish it after a crash)."""
+    return {k: v for k, v in {
+        "numbers": list(selection.numbers), "institution_id": selection.institution_id,
+        "exam_session_id": selection.exam_session_id,
+        "issued_from": selection.issued_from.isoformat() if selection.issued_from else None,
+        "issued_to": selection.issued_to.isoformat() if selection.issued_to else None,
+    }.items() if v}
+
+
+def selection_of(record: dict) -> Selection:
+    return Selection(
+        numbers=tuple(record.get("numbers") or ()), institution_id=record.get("institution_id"),
+        exam_session_id=record.get("exam_session_id"),
+        issued_from=date.fromisoformat(record["issued_from"]) if record.get("issued_from")
+        else None,
+        issued_to=date.fromisoformat(record["issued_to"]) if record.get("issued_to") else None)
+
+
 def parse_invalidation(request: dict) -> tuple[Selection, str, str, str]:
     errors: list[str] = []
     selection = parse_selection(request.get("selection") or {}, errors)

@@ -77,6 +77,14 @@ class Operation(Aggregate):
     # What the event needs besides the counts (session, dates, reason, decision).
     details = me.DictField()
     summary = me.DictField()
+    # issue: the batch was reported late; the rows it refused, by index (a retry's answer).
+    late_reported = me.BooleanField(default=False)
+    rejected = me.DictField()
+    # invalidate / withdraw: what was selected (to finish after a crash), how many certificates
+    # it matched, and the requested numbers that do not exist (a retry's answer).
+    selection = me.DictField()
+    matching = me.IntField()
+    not_found = me.ListField(me.StringField())
 
 
 class InstitutionView(me.Document):

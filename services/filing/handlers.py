@@ -79,34 +79,29 @@ def _unmet(settings, conditions: dict | None, received_on: date) -> list[str]:
         min_count=(domain.MIN_PERSON_TIMES_3Y, settings.urgent_min_person_times))
 
 
-def _replay(uow, request_key: str, request_hash: str) -> Application | None:
-    """The application a retried request already made (None the first time); another
-    request under the same request_id is refused."""
-    app = uow.repo.application_by_request(request_key)
-    if app is not None and app.request_hash != request_hash:
-        raise AlreadyExists("request_id was already used for a different application")
-    return app
-
-
 def _open_application(cmd, uow, clock, settings, *, kind: str, institution: dict, scope: list,
-                      materials: list, conditions: dict | None, request_id: str,
-                      request_hash: str, filed: Institution | None = None) -> Application:
-    """A new application, a scope change or a renewal (the caller found no replay): received
-    today, on the same acceptance clock. One open application per institution (the
-    database's unique open_key)."""
+                      materials: list, conditions: dict | None,
+                      filed: Institution | None = None) -> Application:
+    """A new application, a scope change or a renewal: received today, on the same acceptance
+    clock. One open application per institution (the database's unique open_key); its id is
+    the request's (uow.new_id), so a retry racing the first call never opens a second."""
     institution_id = institution["institution_id"]
-    request_key = f"{institution_id}:{request_id}"
     now = clock.now()
     today = today_in_shanghai(now)
     due = domain.acceptance_due(today, settings.calendar)
+
+    def already_open() -> AlreadyExists:
+        return AlreadyExists(f"institution {institution_id} already has an open application "
+                             f"{uow.repo.open_application_id(institution_id)}".strip())
+
     app = uow.add(Application(
-        application_id=uuid.uuid4().hex, request_key=request_key, open_key=institution_id,
+        application_id=uow.new_id(), open_key=institution_id,
         institution_id=institution_id, institution=institution, scope=scope,
         materials=materials, state=domain.RECEIVED, submitted_at=now,
         received_on=today.isoformat(), acceptance_due=due.date.isoformat(),
-        acceptance_due_provisional=due.provisional, request_hash=request_hash, kind=kind,
+        acceptance_due_provisional=due.provisional, kind=kind,
         conditions=conditions or {}, unmet_conditions=_unmet(settings, conditions, today),
-        filing_code_before=filed.filing_code if filed else None))
+        filing_code_before=filed.filing_code if filed else None), on_duplicate=already_open)
     uow.emit(app, "ApplicationSubmitted", {
         "application_id": app.application_id, "institution_id": institution_id,
         "received_on": app.received_on, "acceptance_due": due.to_dict()}, cmd.caller)
@@ -114,16 +109,6 @@ def _open_application(cmd, uow, clock, settings, *, kind: str, institution: dict
         uow.emit(app, "RenewalApplied", {
             "application_id": app.application_id, "institution_id": institution_id,
             "valid_until": filed.valid_until}, cmd.caller)
-    try:
-        uow.flush(app)  # now: a retry racing this one, or another open application, loses here
-    except AlreadyExists:
-        uow.forget([app])
-        raced = _replay(uow, request_key, request_hash)
-        if raced is not None:
-            return raced
-        raise AlreadyExists(
-            f"institution {institution_id} already has an open application "
-            f"{uow.repo.open_application_id(institution_id)}".strip()) from None
     return app
 
 
@@ -132,18 +117,13 @@ def submit_application(cmd, uow, clock, settings):
     submission, conditions = domain.parse_application(request, settings.areas)
     institution_id = submission.institution["institution_id"]
     require_own_institution(cmd.caller, institution_id, "application")
-    request_hash = domain.request_hash(request)
-    existing = _replay(uow, f"{institution_id}:{submission.request_id}", request_hash)
-    if existing is not None:
-        return application_answer(existing)
     filed = uow.repo.institution(institution_id)
     if filed is not None and filed.status in domain.REGISTER_STATUSES:
         raise FailedPrecondition(f"institution {institution_id} is already filed "
                                  f"({filed.filing_code}); changes and renewals are separate")
     app = _open_application(
         cmd, uow, clock, settings, kind=domain.NEW, institution=submission.institution,
-        scope=submission.scope, materials=submission.materials, conditions=conditions,
-        request_id=submission.request_id, request_hash=request_hash)
+        scope=submission.scope, materials=submission.materials, conditions=conditions)
     return application_answer(app)
 
 
@@ -417,18 +397,11 @@ def file_change(cmd, uow, clock, settings):
     if kind == domain.CHANGE_SCOPE:
         scope, materials, conditions = domain.parse_scope_change(
             request, list(institution.scope), errors)
-        request_hash = domain.request_hash({"kind": domain.SCOPE_CHANGE, **request})
-        app = _replay(uow, f"{institution.institution_id}:{request_id}", request_hash) or \
-            _open_application(cmd, uow, clock, settings, kind=domain.SCOPE_CHANGE,
-                              institution=_details(institution), scope=scope,
-                              materials=materials, conditions=conditions,
-                              request_id=request_id, request_hash=request_hash,
-                              filed=institution)
+        app = _open_application(cmd, uow, clock, settings, kind=domain.SCOPE_CHANGE,
+                                institution=_details(institution), scope=scope,
+                                materials=materials, conditions=conditions, filed=institution)
         return {**_institution_answer(uow, clock, institution), **application_answer(app)}
 
-    if request_id in (institution.change_keys or []):  # a retried change: the same answer
-        late = any(v.get("ref") == request_id for v in institution.violations or [])
-        return {**_institution_answer(uow, clock, institution), "late": late}
     today = _today(clock)
     current = {k: getattr(institution, k) or "" for k in domain.DETAIL_FIELDS}
     changes, changed_on = domain.details_change(
@@ -437,7 +410,6 @@ def file_change(cmd, uow, clock, settings):
         raise InvalidArgument(errors)
     for key, value in changes.items():
         setattr(institution, key, value)
-    institution.change_keys = domain.remember_change(institution.change_keys, request_id)
     overdue = domain.change_overdue(institution.institution_id, list(changes), changed_on,
                                     today, request_id)
     if overdue:
@@ -460,18 +432,15 @@ def _details(institution: Institution) -> dict:
 
 def apply_renewal(cmd, uow, clock, settings):
     request = cmd.request
-    institution_id, request_id, materials = domain.parse_renewal(request)
+    institution_id, _, materials = domain.parse_renewal(request)
     institution = _institution(uow, institution_id, cmd.caller)
     conditions = domain.parse_conditions(request.get("conditions"), list(institution.scope))
-    request_hash = domain.request_hash({"kind": domain.RENEWAL, **request})
-    app = _replay(uow, f"{institution.institution_id}:{request_id}", request_hash)
-    if app is None:
-        domain.check_renewal(institution.status, date.fromisoformat(institution.valid_until),
-                             _today(clock))
-        app = _open_application(
-            cmd, uow, clock, settings, kind=domain.RENEWAL, institution=_details(institution),
-            scope=list(institution.scope), materials=materials, conditions=conditions,
-            request_id=request_id, request_hash=request_hash, filed=institution)
+    domain.check_renewal(institution.status, date.fromisoformat(institution.valid_until),
+                         _today(clock))
+    app = _open_application(
+        cmd, uow, clock, settings, kind=domain.RENEWAL, institution=_details(institution),
+        scope=list(institution.scope), materials=materials, conditions=conditions,
+        filed=institution)
     return {**application_answer(app), "apply_by": domain.renewal_apply_by(
         date.fromisoformat(institution.valid_until)).isoformat()}
 

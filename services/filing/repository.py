@@ -21,10 +21,6 @@ class FilingRepository(Repository):
         return self.tracked(Application, application_id) or self.track(
             Application.objects(pk=application_id).first())
 
-    def application_by_request(self, request_key: str) -> Application | None:
-        """The application a request made, by (institution, request_id)."""
-        return self.track(Application.objects(request_key=request_key).first())
-
     def open_application_id(self, institution_id: str) -> str:
         found = Application.objects(open_key=institution_id).only("application_id").first()
         return found.application_id if found else ""

@@ -51,10 +51,6 @@ class FakeFilingRepository(FakeRepository, FilingRepository):
     def application(self, application_id):
         return self.load(Application, application_id)
 
-    def application_by_request(self, request_key):
-        found = self._apps(lambda a: a.request_key == request_key)
-        return found[0] if found else None
-
     def open_application_id(self, institution_id):
         return next((a.application_id for a in self.all(Application)
                      if a.open_key == institution_id), "")

@@ -62,14 +62,11 @@ __all__ = [
     "scope_transition", "scope_without", "open_proposal", "decide_proposal",
     "close_proposals_on_termination", "sole_providers", "activity_findings", "new_proposal",
     "new_occupations", "filed_per_occupation", "Contender", "competition", "quota_standing",
-    "pending_clock", "change_overdue", "remember_change", "issued_activity",
-    "MAX_CHANGE_KEYS",
+    "pending_clock", "change_overdue", "issued_activity",
 ]
 
 ACCEPT = "ACCEPTANCE_DECISION_ACCEPT"
 NOT_ACCEPT = "ACCEPTANCE_DECISION_NOT_ACCEPT"
-# Details changes remembered for replays: a retry comes within minutes, not 100 changes later.
-MAX_CHANGE_KEYS = 100
 
 
 # --- acceptance (art.5) -----------------------------------------------------------------
@@ -429,7 +426,3 @@ def change_overdue(institution_id: str, changed_fields: list[str], changed_on: d
     payload = {"institution_id": institution_id, "changed_on": changed_on.isoformat(),
                "due_on": due.isoformat(), "filed_on": filed_on.isoformat(), "days_late": late}
     return violation, payload
-
-
-def remember_change(change_keys: list[str] | None, request_id: str) -> list[str]:
-    return (list(change_keys or []) + [request_id])[-MAX_CHANGE_KEYS:]

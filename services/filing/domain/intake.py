@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.idempotency import check_request_id
 from services.common.identifiers import uscc_problem
 from services.common.vocabulary import (
-    CLIENT_ID,
-    CLIENT_ID_HINT,
     OCCUPATION_CODE,
     OCCUPATION_CODE_HINT,
     SKILL_LEVELS,
@@ -105,14 +104,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 # --- validation -----------------------------------------------------------------------
-def check_request_id(value, errors: list, path: str = "request_id") -> str:
-    """The client's id of a request (its retries carry the same one)."""
-    request_id = value.strip() if isinstance(value, str) else ""
-    if not CLIENT_ID.match(request_id):
-        errors.append(f"{path}: required, {CLIENT_ID_HINT}")
-    return request_id
-
-
 def check_phone(value, path: str, errors: list) -> str:
     phone = value.strip() if isinstance(value, str) else ""
     if phone and not _PHONE.match(phone):

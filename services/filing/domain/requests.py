@@ -2,8 +2,6 @@
 a request is reported at once: InvalidArgument with "field.path: problem" strings."""
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import date
 
@@ -30,7 +28,7 @@ from services.filing.domain.lifecycle import (
 )
 
 __all__ = [
-    "CHANGE_DETAILS", "CHANGE_SCOPE", "APPROVE", "DISMISS", "request_hash", "parse_application",
+    "CHANGE_DETAILS", "CHANGE_SCOPE", "APPROVE", "DISMISS", "parse_application",
     "parse_conditions", "parse_supplement_notice", "parse_supplement", "parse_change_kind",
     "parse_scope_change", "parse_renewal", "EvaluationQuestion", "parse_evaluation_question",
     "parse_status_decision", "ProposalDecision", "parse_proposal_decision",
@@ -53,13 +51,6 @@ def _required(request: dict, key: str, errors: list) -> str:
     if not value:
         errors.append(f"{key}: required")
     return value
-
-
-def request_hash(request: dict) -> str:
-    """A retried request is the same content under the same request_id; other content under
-    it is a different request (refused, never merged)."""
-    text = json.dumps(request, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- applications -------------------------------------------------------------------------
