@@ -17,10 +17,10 @@ from services.certificates.views import (
     row_result_view,
     verification_view,
 )
+from services.common import paging
 from services.common.auth import Identity, require_own_institution
 from services.common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 from services.common.idempotency import rebuilds_its_answer
-from services.common.paging import decode_token, encode_token, page_size
 from services.common.vocabulary import normalize_id
 from services.common.workdays import today_in_shanghai
 
@@ -291,19 +291,15 @@ def list_certificates(cmd, uow, clock, settings):
     holder = domain.normalize_id_number(request.get("holder_id_number") or "")
     if holder and domain.id_number_problem(holder):
         errors.append(f"holder_id_number: {domain.id_number_problem(holder)}")
-    page = request.get("page")
     try:
-        size = page_size(page)
-        after = decode_token(page)
+        page = paging.page(cmd, clock.now())
     except InvalidArgument as exc:
         errors.extend(exc.violations)
-        size, after = 0, None
     if errors:
         raise InvalidArgument(errors)
     filters = domain.list_filters(request, institution_id, holder, start, end)
-    rows, last = uow.repo.list_page(filters, size, after)
-    return {"certificates": [certificate_view(c) for c in rows],
-            "page": {"next_page_token": encode_token(last) if last else ""}}
+    rows, last = uow.repo.list_page(filters, page.size, page.after)
+    return {"certificates": [certificate_view(c) for c in rows], "page": page.response(last)}
 
 
 def get_issuance_stats(cmd, uow, clock, settings):

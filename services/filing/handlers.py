@@ -6,6 +6,7 @@ import logging
 import uuid
 from datetime import date
 
+from services.common import paging
 from services.common.auth import SYSTEM, Identity, require_own_institution
 from services.common.errors import (
     AlreadyExists,
@@ -14,7 +15,6 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.common.paging import decode_token, encode_token, page_size
 from services.common.vocabulary import normalize_id
 from services.common.workdays import today_in_shanghai
 from services.filing import domain
@@ -60,15 +60,6 @@ def _institution(uow, institution_id, caller: Identity) -> Institution:
 def _institution_answer(uow, clock, institution: Institution) -> dict:
     activity = activity_view(uow.repo.activity(institution.institution_id), _today(clock))
     return {"institution": institution_view(institution, activity)}
-
-
-def _page(request: dict) -> tuple[int, str | None]:
-    page = request.get("page")
-    return page_size(page), decode_token(page)
-
-
-def _next_page(last: str | None) -> dict:
-    return {"next_page_token": encode_token(last) if last else ""}
 
 
 # --- applications (ch.2 art.3-7) -------------------------------------------------------------
@@ -324,18 +315,22 @@ def get_application(cmd, uow, clock, settings):
 
 def list_applications(cmd, uow, clock, settings):
     request = cmd.request
-    size, after = _page(request)
+    page = paging.page(cmd, clock.now())
     institution_id = normalize_id(request.get("institution_id"))
     if cmd.caller.role == "institution":
         if institution_id and institution_id != cmd.caller.institution_id:
             raise PermissionDenied("an institution lists only its own applications")
         institution_id = cmd.caller.institution_id
     rows, last = uow.repo.applications_page(institution_id, request.get("state"),
-                                            request.get("kind"), size, after)
-    return {"applications": [application_view(a) for a in rows], "page": _next_page(last)}
+                                            request.get("kind"), page.size, page.after)
+    return {"applications": [application_view(a) for a in rows], "page": page.response(last)}
 
 
 def list_pending_decisions(cmd, uow, clock, settings):
+    """The in-tray: decisions by due date and open proposals by institution, each list paged
+    on its own key (the token carries both positions)."""
+    page = paging.page(cmd, clock.now())
+    after = page.after if isinstance(page.after, dict) else {}
     today = _today(clock)
     pending = uow.repo.pending_applications()
     areas = {a.application_id: domain.quota_area(a.institution.get("district_code"),
@@ -350,7 +345,11 @@ def list_pending_decisions(cmd, uow, clock, settings):
             (a.conditions or {}).get("evaluation_history_since", ""), a.received_on)
          for a in pending if a.state == domain.ACCEPTED), settings.urgent_occupations)
     decisions = []
-    for app in sorted(pending, key=lambda a: (a.decision_due or a.acceptance_due or "")):
+    for app in sorted(pending, key=_pending_key):
+        if after.get("d") is not None and _pending_key(app) <= tuple(after["d"]):
+            continue
+        if len(decisions) > page.size:
+            break
         clock_entry = domain.pending_clock(
             app.state, app.acceptance_due, app.acceptance_due_provisional, app.decision_due,
             app.decision_due_provisional, today, settings.calendar)
@@ -366,10 +365,25 @@ def list_pending_decisions(cmd, uow, clock, settings):
                 _filed_counts(uow, settings, codes, area, app.institution_id), ranking,
                 settings.urgent_occupations)
             entry["blockers"] = _blockers(uow, settings, app, today)
-        decisions.append(entry)
-    proposals = [p for inst in uow.repo.with_open_proposals() for p in open_proposals_view(inst)]
-    return {"decisions": decisions, "proposals": proposals,
-            "city_quota": settings.city_quota(today.year), "city_filed": uow.repo.count_filed()}
+        decisions.append((_pending_key(app), entry))
+    proposals = sorted(((p["institution_id"], p["proposal"]["proposal_id"]), p)
+                       for inst in uow.repo.with_open_proposals()
+                       for p in open_proposals_view(inst))
+    if after.get("p") is not None:
+        proposals = [(k, p) for k, p in proposals if k > tuple(after["p"])]
+    more = len(decisions) > page.size or len(proposals) > page.size
+    decisions, proposals = decisions[:page.size], proposals[:page.size]
+    last = None
+    if more:  # each list goes on after its last entry shown (or where it was, if it is done)
+        last = {"d": list(decisions[-1][0]) if decisions else after.get("d"),
+                "p": list(proposals[-1][0]) if proposals else after.get("p")}
+    return {"decisions": [e for _, e in decisions], "proposals": [p for _, p in proposals],
+            "city_quota": settings.city_quota(today.year), "city_filed": uow.repo.count_filed(),
+            "page": page.response(last)}
+
+
+def _pending_key(app: Application) -> tuple[str, str]:
+    return (app.decision_due or app.acceptance_due or "", app.application_id)
 
 
 # --- the register ---------------------------------------------------------------------------
@@ -379,10 +393,27 @@ def get_institution(cmd, uow, clock, settings):
 
 
 def list_register(cmd, uow, clock, settings):
-    size, after = _page(cmd.request)
+    page = paging.page(cmd, clock.now())
     rows, last = uow.repo.register_page(cmd.request.get("occupation_code"),
-                                        cmd.request.get("district_code"), size, after)
-    return {"entries": [register_entry_view(i) for i in rows], "page": _next_page(last)}
+                                        cmd.request.get("district_code"), page.size, page.after)
+    return {"entries": [register_entry_view(i) for i in rows], "page": page.response(last)}
+
+
+def list_areas(cmd, uow, clock, settings):
+    """The city's districts and counties as configured, by code, with their quota."""
+    page = paging.page(cmd, clock.now())
+    codes = sorted(c for c in settings.areas if page.after is None or c > page.after)
+    shown = codes[:page.size]
+    areas = []
+    for code in shown:
+        name, kind = settings.areas[code]
+        area = domain.quota_area(code, settings.areas)
+        areas.append({"district_code": code, "name": name, "kind": AREA_KINDS[kind],
+                      "quota_per_occupation": settings.quota_limit(area)})
+    return {"areas": areas, "page": page.response(shown[-1] if len(codes) > page.size else None)}
+
+
+AREA_KINDS = {"district": "AREA_KIND_DISTRICT", "county": "AREA_KIND_COUNTY"}
 
 
 # --- changes and renewal (ch.2 art.8-9) -------------------------------------------------------

@@ -93,6 +93,10 @@ class FilingService(Worker):
     def CheckName(self, request, caller):
         return self.handle(handlers.check_name, request, caller)
 
+    @api
+    def ListAreas(self, request, caller):
+        return self.handle(handlers.list_areas, request, caller)
+
     # --- certificates' facts: the dynamic scope counts them --------------------------------
     @on_event("certificates", "CertificatesIssued")
     def on_certificates_issued(self, event):

@@ -1,4 +1,6 @@
 """Auth, identifiers, paging, errors, events and the access policies declared in the protos."""
+from datetime import datetime, timezone
+
 import grpc
 import jwt
 import pytest
@@ -143,11 +145,12 @@ def test_paging_tokens_and_sizes():
     for bad in (-1, 101):
         with pytest.raises(InvalidArgument, match="page_size"):
             page_size({"page_size": bad})
-    assert decode_token({"page_token": encode_token("S000041000007")}) == "S000041000007"
-    assert decode_token({}) is None
-    for bad in ("garbage!!", "e30=", encode_token("x").replace("x", "y")[:-3]):
+    bound, now = "ListThings", datetime.now(timezone.utc)
+    assert decode_token(encode_token("S000041000007", bound, now), bound, now) == "S000041000007"
+    assert decode_token("", bound, now) is None
+    for bad in ("garbage!!", "e30=", encode_token("x", bound, now).replace("x", "y")[:-3]):
         with pytest.raises(InvalidArgument, match="page_token"):
-            decode_token({"page_token": bad})
+            decode_token(bad, bound, now)
 
 
 # --- errors -----------------------------------------------------------------------------

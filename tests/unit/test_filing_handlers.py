@@ -447,7 +447,7 @@ def test_lists_of_applications_an_institution_sees_only_its_own(uow, clock):
     page = call(handlers.list_applications, uow, clock, {"page": {"page_size": 1},
                                                          "kind": domain.NEW})
     assert len(page["applications"]) == 1 and page["page"]["next_page_token"]
-    rest = call(handlers.list_applications, uow, clock, {"page": {
+    rest = call(handlers.list_applications, uow, clock, {"kind": domain.NEW, "page": {
         "page_size": 1, "page_token": page["page"]["next_page_token"]}})
     assert len(rest["applications"]) == 1 and rest["page"]["next_page_token"] == ""
 
