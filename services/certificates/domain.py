@@ -1,6 +1,6 @@
 """Certificate registry rules as pure functions: no broker, no database, no clock of their own.
 
-Sources: shared/RULES.md "Certificates"; seed 001 ch.4-6 (ch.6 art.1-2 invalidation, art.2(8)
+Sources: seed 001 ch.4-6 (ch.6 art.1-2 invalidation, art.2(8)
 late reporting, art.4 out-of-scope evaluation); seed 002 §4 (withdrawn certificate data).
 """
 from __future__ import annotations

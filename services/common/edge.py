@@ -7,7 +7,7 @@ Protobuf in, dict to the worker, dict back, protobuf out. It authenticates the b
 enforces each RPC's access policy (declared in the proto), honours the caller's deadline,
 maps worker errors to precise status codes (services/common/errors.py), and serves the
 standard health service and server reflection. It never imports eventlet's monkey patching:
-grpcio and eventlet do not share a process (shared/DESIGN.md).
+grpcio and eventlet do not share a process (grpcio hangs under eventlet's monkey patching).
 """
 from __future__ import annotations
 

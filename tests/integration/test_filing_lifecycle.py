@@ -1,5 +1,5 @@
 """The 备案 lifecycle on the real broker: clock, quotas, changes, renewal, status, evaluation
-right, dynamic scope. Rules: shared/RULES.md "Filing"; seed 001 ch.2 and ch.6."""
+right, dynamic scope. Rules: seed 001 ch.2 and ch.6."""
 from __future__ import annotations
 
 import uuid

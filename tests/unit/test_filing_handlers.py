@@ -1,5 +1,5 @@
 """Filing's handlers with an in-memory unit of work: the rules of each RPC, event and timer,
-no broker, no database. Rules: shared/RULES.md "Filing"; seed 001 ch.2 and ch.6."""
+no broker, no database. Rules: seed 001 ch.2 and ch.6."""
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,6 @@
 """Filing (备案) rules as pure functions: no broker, no database, no clock of their own.
 
-Sources: shared/RULES.md "Filing"; seed 001 ch.2 art.2-9, ch.6 art.3-6; seed 002 §5.
+Sources: seed 001 ch.2 art.2-9, ch.6 art.3-6; seed 002 §5.
 Every number a regulator will check is a named constant; every reading of an ambiguous rule
 is stated next to it. `domain.X` is the one way to reach a rule, wherever it is written:
 - intake.py: the application, its materials and clocks (art.3-7), filing codes;

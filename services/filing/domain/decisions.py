@@ -2,7 +2,7 @@
 reason in words with its citation, and what the event says. Handlers apply the result to the
 documents and record the events; nothing here reads a database or a clock.
 
-Sources: shared/RULES.md "Filing"; seed 001 ch.2 art.5-9, ch.6 art.3-6.
+Sources: seed 001 ch.2 art.5-9, ch.6 art.3-6.
 """
 from __future__ import annotations
 

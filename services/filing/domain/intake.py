@@ -1,7 +1,7 @@
 """The application and its clocks (ch.2 art.3-7): what a submission must contain, the
 acceptance, supplement and evaluation deadlines, the regulator's first decisions, filing codes.
 
-Sources: shared/RULES.md "Filing"; seed 001 ch.2 art.2-9, ch.6 art.5-6; seed 002 §5.
+Sources: seed 001 ch.2 art.2-9, ch.6 art.5-6; seed 002 §5.
 Every number a regulator will check is a named constant here.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ ANYANG_AREAS = {
     "410581": ("林州市", "county"),
 }
 
-# Filing codes carry parts 1-4 of the certificate number (RULES.md "Certificates"):
+# Filing codes carry parts 1-4 of the certificate number (the national certificate numbering, services/certificates/domain.py):
 # kind letter, ministry evaluator code (0000 = filed only at the province), province, site serial.
 EVALUATOR_KIND_SOCIAL = "S"
 EVALUATOR_CODE_PROVINCIAL = "0000"

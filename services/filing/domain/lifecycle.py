@@ -1,6 +1,6 @@
 """The filing lifecycle after the acceptance clock, as pure functions (no I/O, no clock).
 
-Sources: shared/RULES.md "Filing"; seed 001 ch.2 art.2 (conditions), art.8 (changes),
+Sources: seed 001 ch.2 art.2 (conditions), art.8 (changes),
 art.9 (validity, renewal), ch.6 art.3-6 (suspension, termination, quotas, dynamic scope);
 seed 002 §5 (names). Every number a regulator checks is a named constant; every reading of
 an ambiguous rule is stated next to it.
