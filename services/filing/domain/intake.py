@@ -73,8 +73,8 @@ ANYANG_AREAS = {
     "410581": ("林州市", "county"),
 }
 
-# Filing codes carry parts 1-4 of the certificate number (the national certificate numbering, services/certificates/domain.py):
-# kind letter, ministry evaluator code (0000 = filed only at the province), province, site serial.
+# Filing codes carry parts 1-4 of the national certificate number (services/certificates/
+# domain.py): kind letter, ministry evaluator code (0000 = filed only at the province), province, site serial.
 EVALUATOR_KIND_SOCIAL = "S"
 EVALUATOR_CODE_PROVINCIAL = "0000"
 MAX_SITE_SERIAL = 999_999
