@@ -133,3 +133,15 @@ def test_a_second_platform_on_the_same_vhost_is_refused(tmp_path):
         assert "rpc-filing" in line
     finally:
         first.stop()
+
+
+def test_a_worker_starts_with_inline_calendar_overrides(tmp_path):
+    """VOCREG_CALENDAR_OVERRIDES as inline JSON (it used to be read as a path and killed the
+    filing worker at start)."""
+    table = '{"2027": {"holidays": ["2027-01-01"], "workdays": ["2027-02-06"]}}'
+    plat = Platform(tmp_path, VOCREG_CALENDAR_OVERRIDES=table).start()
+    try:
+        assert plat.health("vocreg.filing.v1.FilingService") == \
+            health_pb2.HealthCheckResponse.SERVING
+    finally:
+        assert plat.stop() == {"edge": 0, "worker": 0}
