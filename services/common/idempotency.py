@@ -44,7 +44,13 @@ from datetime import datetime, timedelta, timezone
 from functools import cache
 
 from services.common.auth import Identity
-from services.common.errors import AlreadyExists, Conflict, InvalidArgument
+from services.common.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from services.common.vocabulary import CLIENT_ID, CLIENT_ID_HINT
 
 # How long a request id is remembered: well past any client's retry after a timeout (minutes)
@@ -224,7 +230,9 @@ def run(handler, command, uow, clock, settings, **ports):
         if problem is not None and not any(v.startswith(f"{FIELD}:") for v in exc.violations):
             raise InvalidArgument([problem, *exc.violations]) from None
         raise
-    except (AlreadyExists, Conflict):
+    except (NotFound, FailedPrecondition, AlreadyExists, Conflict):
+        if problem is not None:  # a bad request is answered as such, whatever the state
+            raise InvalidArgument([problem]) from None
         # Two copies of one request at once: the other one's write won. Answer with its answer.
         if record is not None:
             answer = earlier_answer(record, uow.repo.request_entries(record.key), clock.now(),

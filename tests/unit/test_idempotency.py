@@ -188,6 +188,16 @@ def test_a_bad_request_id_is_reported_with_the_other_problems_and_nothing_is_sto
     assert files.repo.get(Application, app_id).state == "APPLICATION_STATE_RECEIVED"
 
 
+def test_a_bad_request_id_is_the_answer_whatever_the_state(certs, clock):
+    with pytest.raises(InvalidArgument) as info:  # not NotFound: nothing matches, but first
+        run(certificates.invalidate_certificates, certs, clock, CERTS,
+            {"selection": {"certificate_numbers": ["S000041000123254000001"]},
+             "reason": "INVALIDATION_REASON_FRAUD", "decision_ref": "AY-1", "request_id": "a b"},
+            REGULATOR)
+    assert info.value.violations == ["request_id: required, 1-64 of A-Z a-z 0-9 . _ : -"]
+    assert certs.repo.all(Operation) == []
+
+
 def test_a_required_request_id_missing_stores_nothing(files, clock):
     request = application_request(1)
     del request["request_id"]
