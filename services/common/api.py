@@ -71,8 +71,10 @@ def api(method):
         authorize(access_policies(self.name).get(name), caller, f"{self.name}.{name}")
         descriptor = service_proto(self.name).service_descriptor.methods_by_name[name]
         request = {} if request is None else request
-        check_message(request, self.name, descriptor.input_type.name, "request")
-        self.rpc_name = name  # nameko makes a service instance per call: this call's RPC
+        # nameko makes a service instance per call: this call's RPC and its parsed request
+        self.request_message = check_message(request, self.name, descriptor.input_type.name,
+                                             "request")
+        self.rpc_name = name
         response = method(self, request, caller)
         # A response that does not fit its message is a bug here, not the caller's fault.
         from_dict(response, getattr(service_proto(self.name).messages,

@@ -136,7 +136,8 @@ class Worker:
         published. `ports` are the other services the handler may ask (gateways)."""
         uow = self.uow.begin(self.clock)
         command = Command(request, caller, self.call.call_id, getattr(self, "rpc_name", ""))
-        return idempotency.run(handler, command, uow, self.clock, self.settings, **ports)
+        return idempotency.run(handler, command, uow, self.clock, self.settings,
+                               request_message=getattr(self, "request_message", None), **ports)
 
     def handle_event(self, handler, event):
         """Run `handler` once per (handler, event id), whatever the redeliveries. The mark is

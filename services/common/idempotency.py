@@ -135,10 +135,12 @@ def canonical(value):
     return value
 
 
-def identify(service: str, rpc: str, caller: Identity,
-             request: dict) -> tuple[RequestRecord | None, str | None]:
+def identify(service: str, rpc: str, caller: Identity, request: dict,
+             message=None) -> tuple[RequestRecord | None, str | None]:
     """(the request's record, or None when it has no request_id; the violation of a missing
-    or malformed request_id, or None)."""
+    or malformed request_id, or None). `message`: the request parsed into its proto message,
+    whose deterministic serialisation is the content compared (an enum given by number or by
+    name, a default value written out or left out: the same request)."""
     use = request_id_use(service, rpc)
     if use is None:
         return None, None
@@ -151,7 +153,11 @@ def identify(service: str, rpc: str, caller: Identity,
     who = [caller.role or "anonymous", caller.subject, caller.institution_id or "",
            caller.party_id or ""]
     key = _sha256([service, rpc, *who, request_id])
-    return RequestRecord(key, _sha256(canonical(request)), request_id), None
+    if message is not None:
+        digest = hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
+    else:
+        digest = _sha256(canonical(request))
+    return RequestRecord(key, digest, request_id), None
 
 
 def encode_answer(answer: dict) -> bytes:
@@ -204,12 +210,13 @@ def new_id(record: RequestRecord | None, n: int) -> str:
     return hashlib.sha256(f"{record.key}:{n}".encode()).hexdigest()[:32]
 
 
-def run(handler, command, uow, clock, settings, **ports):
+def run(handler, command, uow, clock, settings, request_message=None, **ports):
     """Run an RPC handler the way every worker does (Worker.handle, and tests/fakes.run): the
     request_id looked up first, the handler, the unit of work written (its request records
-    inside), its events published."""
+    inside), its events published. `request_message`: the request as its proto message (the
+    `@api` entrypoint parsed it), if at hand."""
     service, rpc = uow.source, command.rpc
-    record, problem = identify(service, rpc, command.caller, command.request)
+    record, problem = identify(service, rpc, command.caller, command.request, request_message)
     stores_answer = not getattr(handler, "rebuilds_its_answer", False)
     if record is not None:
         answer = earlier_answer(record, uow.repo.request_entries(record.key), clock.now(),

@@ -56,3 +56,16 @@ def test_a_forged_page_token_is_invalid_on_the_bus(filing, rpc_as, page_token):
     public = rpc_as().filing
     err = remote_error(public.ListRegister, {"page": {"page_token": page_token}})
     assert err.exc_type == "InvalidArgument" and "page_token" in err.value
+
+
+def test_the_same_content_written_another_way_is_the_same_request(filing, rpc_as, regulator):
+    """An enum by number or by name, a default value written out or left out: one request."""
+    me = rpc_as(token("institution", 1)).filing
+    app = me.SubmitApplication(application_request(1))["application"]
+    request = {"application_id": app["application_id"], "request_id": "accept-9",
+               "decision": "ACCEPTANCE_DECISION_ACCEPT"}
+    first = regulator.AcceptApplication(request)
+    assert regulator.AcceptApplication({**request, "decision": 1, "reasons": []}) == first
+    err = remote_error(regulator.AcceptApplication,
+                       {**request, "decision": "ACCEPTANCE_DECISION_NOT_ACCEPT"})
+    assert err.exc_type == "AlreadyExists"
