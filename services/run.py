@@ -1,7 +1,11 @@
-"""`make run`: every worker and the edge on the local broker, stopped together on Ctrl-C.
+"""`make run`: the local database, every worker and the edge, stopped together on Ctrl-C.
 
 Each is its own process (grpcio and eventlet never share one). If any of them dies, the
 others are stopped and the exit code says so: a half-running platform is not left behind.
+
+Unless MONGO_URI names a server, the local database server (services/localdb.py) is started
+first, with its data under `.data/`, and stopped last, after the workers have finished their
+writes; a server already running from `.data/` (another `make run`) is used and left running.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from services import localdb
 from services.common import config
 from services.common.spec import registry
 
@@ -33,12 +38,40 @@ def start(cmd: list[str], env_extra: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", *cmd], env=env)
 
 
+def start_database() -> tuple[localdb.DatabaseServer | None, str]:
+    """The local server, started here (and so stopped here) unless MONGO_URI names one or a
+    server from `.data/` is already running; a line saying which."""
+    if config.env("MONGO_URI", ""):
+        return None, "database: MONGO_URI (no local server started)"
+    server = localdb.local_server()
+    pid = server.running_pid()
+    if pid is not None:
+        return None, (f"database: the local server already running from {server.home} "
+                      f"(pid {pid}), left running when the platform stops")
+    server.start()
+    return server, f"database: local server on {server.uri}, data in {server.home}"
+
+
 def main() -> int:
     amqp = config.amqp_uri()
     if not broker_reachable(amqp):
         print(f"RabbitMQ is not reachable at {urlsplit(amqp).hostname}:{urlsplit(amqp).port or 5672}; "
               "start it (e.g. `rabbitmq-server -detached`) or set AMQP_URI.", file=sys.stderr)
         return 2
+    try:
+        database, database_line = start_database()
+    except localdb.DatabaseServerError as exc:
+        print(f"vocreg: the local database did not start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run_platform(database, database_line)
+    finally:
+        if database is not None:
+            code = database.stop()
+            print(f"vocreg: database stopped ({code})", flush=True)
+
+
+def run_platform(database: localdb.DatabaseServer | None, database_line: str) -> int:
     specs = registry()
     services = list(specs)
     children = {}
@@ -51,6 +84,7 @@ def main() -> int:
           f"metrics on :{config.DEFAULT_EDGE_METRICS_PORT} (edge) and "
           f"{', '.join(str(specs[s].metrics_port) for s in services)} (workers). "
           "Ctrl-C stops everything.", flush=True)
+    print(f"vocreg: {database_line}", flush=True)
 
     stopping = False
 
@@ -60,6 +94,7 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGHUP, request_stop)  # the terminal closed: stop, do not orphan
     exit_code = 0
     while not stopping:
         for label, child in children.items():
@@ -68,6 +103,10 @@ def main() -> int:
                       file=sys.stderr, flush=True)
                 exit_code, stopping = 1, True
                 break
+        if database is not None and not stopping and not database.alive():
+            print(f"vocreg: the database server exited with {database.process.returncode}; "
+                  f"stopping the rest (its log: {database.log_file})", file=sys.stderr, flush=True)
+            exit_code, stopping = 1, True
         time.sleep(0.2)
 
     for child in children.values():
@@ -81,7 +120,7 @@ def main() -> int:
             print(f"vocreg: {label} did not stop in time; killing it", file=sys.stderr)
             child.kill()
             child.wait()
-    print("vocreg: stopped", flush=True)
+    print("vocreg: platform stopped", flush=True)
     return exit_code
 
 

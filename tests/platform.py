@@ -1,13 +1,14 @@
 """The platform as subprocesses: a worker and the edge, on a RabbitMQ vhost of their own.
 
 Used by the e2e tests and the benchmark. Each platform gets its own vhost (made through the
-management API), its own in-memory database and free ports, so it never meets `make run`.
+management API), its own database per service on the session's database server
+(tests/database.py) and free ports, so it never meets `make run`. Workers can be stopped,
+killed (SIGKILL) and started again on the same databases, and a service can run two workers.
 """
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +20,13 @@ import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.spec import spec
+from tests import database
+from tests.database import free_port  # noqa: F401 (the benchmark imports it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 MANAGEMENT = "http://localhost:15672/api"
 AUTH = ("guest", "guest")
 FILING = "vocreg.filing.v1.FilingService"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def eventually(probe, timeout=10.0, what="condition", interval=0.1):
@@ -51,6 +48,8 @@ class Platform:
     def __init__(self, tmp_path: Path, services=("filing",), clock: bool = False, **worker_env):
         self.vhost = f"vocreg-e2e-{uuid.uuid4().hex[:8]}"
         self.services = tuple(services)
+        self.databases = database.Databases("e2e")
+        self.mongo_uris = {name: self.databases.uri(name) for name in self.services}
         self.grpc_port, self.edge_metrics_port = free_port(), free_port()
         self.worker_metrics_ports = {name: free_port() for name in self.services}
         self.worker_metrics_port = self.worker_metrics_ports.get("filing")
@@ -70,7 +69,6 @@ class Platform:
         env.update({"AMQP_URI": self.amqp_uri, "LOG_LEVEL": "INFO",
                     "GRPC_PORT": str(self.grpc_port),
                     "EDGE_METRICS_PORT": str(self.edge_metrics_port),
-                    "MONGO_URI": f"mongomock://localhost/e2e_{uuid.uuid4().hex[:8]}",
                     "EDGE_HEALTH_INTERVAL": "0.5",
                     "VOCREG_CLOCK_FILE": str(self.clock_file) if self.clock_file else ""})
         env.update({k: str(v) for k, v in extra.items()})
@@ -79,14 +77,27 @@ class Platform:
     def worker_key(self, service: str) -> str:
         return "worker" if service == "filing" else f"worker-{service}"
 
-    def start_worker(self, service: str = "filing"):
-        key = self.worker_key(service)
+    def start_worker(self, service: str = "filing", key: str | None = None, **env):
+        """Start (or start again) the service's worker on its database. `key` names a second
+        worker of the same service (its metrics port is then free_port()); `env` overrides
+        the platform's worker environment for this start only (e.g. a fault knob)."""
+        key = key or self.worker_key(service)
+        metrics_port = self.worker_metrics_ports[service] if key == self.worker_key(service) \
+            else self.worker_metrics_ports.setdefault(key, free_port())
         log = open(self.tmp_path / f"{key}.log", "ab")
         self.stopped.discard(key)
         self.procs[key] = subprocess.Popen(
             [sys.executable, "-m", "services.common.worker", service], cwd=ROOT,
-            env=self._env(METRICS_PORT=self.worker_metrics_ports[service], **self.worker_env),
+            env=self._env(METRICS_PORT=metrics_port, MONGO_URI=self.mongo_uris[service],
+                          **{**self.worker_env, **env}),
             stdout=log, stderr=subprocess.STDOUT)
+        return key
+
+    def db(self, service: str = "filing"):
+        """The service's database, to look inside (pymongo)."""
+        from services.common.mongo import database_name
+
+        return database.client()[database_name(self.mongo_uris[service], "")]
 
     def set_clock(self, when) -> None:
         """Move the workers' clock: a timezone-aware datetime."""
@@ -156,14 +167,27 @@ class Platform:
                 return -9
         return proc.returncode
 
+    def kill_process(self, name: str) -> int:
+        """SIGKILL: the process dies where it is, with no chance to clean up."""
+        proc = self.procs[name]
+        self.stopped.add(name)
+        if proc.poll() is None:
+            proc.kill()
+        return proc.wait(timeout=20)
+
     def stop(self) -> dict[str, int]:
+        """Stop everything (SIGTERM, the edge first); each process's exit code. The
+        platform's databases are dropped."""
         codes = {}
         if self.channel is not None:
             self.channel.close()
-        for name in ["edge"] + [self.worker_key(s) for s in self.services]:
+        workers = [self.worker_key(s) for s in self.services]
+        workers += [k for k in self.procs if k != "edge" and k not in workers]
+        for name in ["edge"] + workers:
             if name in self.procs:
                 codes[name] = self.stop_process(name)
         requests.delete(f"{MANAGEMENT}/vhosts/{self.vhost}", auth=AUTH, timeout=10)
+        self.databases.drop_all()
         return codes
 
 

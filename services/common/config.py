@@ -15,6 +15,10 @@ DEV_JWT_SECRET = "vocreg-dev-secret-not-for-production"
 # Local ports: one edge for all services; each worker's metrics port is in its ServiceSpec.
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_EDGE_METRICS_PORT = 9100
+# The local database server `make run` starts (services/localdb.py): not MongoDB's 27017, so
+# a MongoDB already installed on the machine is never mistaken for it or collided with.
+DEFAULT_LOCAL_DB_PORT = 27027
+DEFAULT_LOCAL_DATA_DIR = ".data"
 
 
 def env(name: str, default: str) -> str:
@@ -68,9 +72,19 @@ def amqp_uri() -> str:
     return env("AMQP_URI", DEFAULT_AMQP_URI)
 
 
+def local_db_port() -> int:
+    return env_int("VOCREG_DB_PORT", DEFAULT_LOCAL_DB_PORT)
+
+
+def local_data_dir() -> str:
+    return env("VOCREG_DATA_DIR", DEFAULT_LOCAL_DATA_DIR)
+
+
 def mongo_uri(service: str) -> str:
-    """Each service owns its database; the default is the embedded in-memory one."""
-    return env("MONGO_URI", f"mongomock://localhost/vocreg_{service}")
+    """Each service owns its database (vocreg_<service>). The default is the local server
+    `make run` starts; production sets MONGO_URI (a URI without a database name gives each
+    service its own, vocreg_<service>, on that server)."""
+    return env("MONGO_URI", f"mongodb://127.0.0.1:{local_db_port()}/vocreg_{service}")
 
 
 def jwt_secret() -> str:

@@ -1,4 +1,5 @@
-"""MongoDB through mongoengine: `mongomock://` is the embedded default, `mongodb://` production.
+"""MongoDB through mongoengine: a plain `mongodb://` URI, to MongoDB in production and to the
+local server (services/localdb.py) in `make run` and the tests.
 
 Each service registers its connection under its own alias and binds its documents to it
 (`meta = {"db_alias": "<service>"}`), so several services can share one test process.
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 import mongoengine
 from nameko.extensions import DependencyProvider
 
-MONGOMOCK_SCHEME = "mongomock"
+from services.common import config
 
 
 def database_name(uri: str, default: str) -> str:
@@ -19,20 +20,24 @@ def database_name(uri: str, default: str) -> str:
 
 
 def connect(alias: str, uri: str) -> None:
-    """Register (or re-register) the connection for `alias`. Idempotent for the same URI."""
-    name = database_name(uri, f"vocreg_{alias}")
-    if urlsplit(uri).scheme == MONGOMOCK_SCHEME:
-        import mongomock  # only the embedded mode needs it
-
-        mongoengine.connect(db=name, alias=alias, host="mongodb://localhost",
-                            mongo_client_class=mongomock.MongoClient, tz_aware=True)
-    else:
-        # A real server: the URI carries host, credentials, replica set and options unchanged.
-        mongoengine.connect(db=name, alias=alias, host=uri, tz_aware=True)
+    """Register (or re-register) the connection for `alias`. The URI carries host,
+    credentials, replica set and options unchanged; its database name, else vocreg_<alias>."""
+    scheme = urlsplit(uri).scheme
+    if scheme not in ("mongodb", "mongodb+srv"):
+        raise SystemExit(f"configuration error: MONGO_URI for {alias} must be a mongodb:// "
+                         f"URI, not {scheme or 'no scheme'}:// (the in-process mongomock is "
+                         "gone: `make run` starts a local server)")
+    mongoengine.connect(db=database_name(uri, f"vocreg_{alias}"), alias=alias, host=uri,
+                        tz_aware=True)
 
 
 def disconnect(alias: str) -> None:
     mongoengine.disconnect(alias=alias)
+
+
+def configured_uri(container_config: dict, alias: str) -> str:
+    """The worker config's MONGO_URI (tests set it there), else the environment's default."""
+    return container_config.get("MONGO_URI") or config.mongo_uri(alias)
 
 
 class MongoConnection(DependencyProvider):
@@ -42,9 +47,8 @@ class MongoConnection(DependencyProvider):
         self.alias = alias
 
     def setup(self):
-        uri = self.container.config.get("MONGO_URI") or f"mongomock://localhost/vocreg_{self.alias}"
         disconnect(self.alias)
-        connect(self.alias, uri)
+        connect(self.alias, configured_uri(self.container.config, self.alias))
 
     def get_dependency(self, worker_ctx):
         return mongoengine.get_db(self.alias)

@@ -23,7 +23,7 @@ from pymongo.errors import DuplicateKeyError
 from services.common.auth import Identity
 from services.common.bus import Outbox, new_event, utcnow
 from services.common.errors import Conflict
-from services.common.mongo import connect, disconnect
+from services.common.mongo import configured_uri, connect, disconnect
 from services.common.spec import spec as service_spec
 from services.common.storage import Aggregate
 
@@ -176,9 +176,8 @@ class UnitOfWorkProvider(Outbox):
         super().setup()
         self.alias = self.container.service_name
         self.spec = service_spec(self.alias)
-        uri = self.container.config.get("MONGO_URI") or f"mongomock://localhost/vocreg_{self.alias}"
         disconnect(self.alias)
-        connect(self.alias, uri)
+        connect(self.alias, configured_uri(self.container.config, self.alias))
         from services.common.protos import service_proto
         self.events_module = service_proto(self.alias).events
 
