@@ -31,6 +31,17 @@ def connect(alias: str, uri: str) -> None:
                         tz_aware=True)
 
 
+def ensure_indexes(alias: str) -> None:
+    """Create the indexes the service's documents declare (unique ones included) now, at
+    start, rather than at the first call that touches each collection: a unique index the
+    data already breaks stops the worker at start with DuplicateKeyError, loudly."""
+    from services.common.spec import registry
+
+    declared = registry().get(alias)
+    for document in declared.document_classes() if declared else ():
+        document.ensure_indexes()
+
+
 def disconnect(alias: str) -> None:
     mongoengine.disconnect(alias=alias)
 
@@ -49,6 +60,7 @@ class MongoConnection(DependencyProvider):
     def setup(self):
         disconnect(self.alias)
         connect(self.alias, configured_uri(self.container.config, self.alias))
+        ensure_indexes(self.alias)
 
     def get_dependency(self, worker_ctx):
         return mongoengine.get_db(self.alias)

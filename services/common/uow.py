@@ -23,7 +23,7 @@ from pymongo.errors import DuplicateKeyError
 from services.common.auth import Identity
 from services.common.bus import Outbox, new_event, utcnow
 from services.common.errors import Conflict
-from services.common.mongo import configured_uri, connect, disconnect
+from services.common.mongo import configured_uri, connect, disconnect, ensure_indexes
 from services.common.spec import spec as service_spec
 from services.common.storage import Aggregate
 
@@ -178,6 +178,7 @@ class UnitOfWorkProvider(Outbox):
         self.spec = service_spec(self.alias)
         disconnect(self.alias)
         connect(self.alias, configured_uri(self.container.config, self.alias))
+        ensure_indexes(self.alias)
         from services.common.protos import service_proto
         self.events_module = service_proto(self.alias).events
 
