@@ -175,6 +175,30 @@ class Platform:
             proc.kill()
         return proc.wait(timeout=20)
 
+    def wait_exit(self, name: str, timeout: float = 20.0) -> int:
+        """Wait for a process that ends by itself (e.g. a fault knob's SIGKILL); its code."""
+        self.stopped.add(name)
+        return self.procs[name].wait(timeout=timeout)
+
+    def restart_worker(self, service: str, stop: bool = True, **env) -> None:
+        """Stop the service's worker (unless it is already down), start it again on the same
+        database with `env` for this start, and wait until it serves again."""
+        proto = spec(service).proto
+        key = self.worker_key(service)
+        if stop:
+            self.stop_process(key)
+        self.wait_for_health(proto, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.start_worker(service, **env)
+        self.wait_for_health(proto, health_pb2.HealthCheckResponse.SERVING)
+
+    def metrics(self, key: str) -> str:
+        """The /metrics text of a process by its key ("edge", "worker-certificates", ...)."""
+        port = self.edge_metrics_port if key == "edge" else self.worker_metrics_ports.get(key)
+        for service in self.services:
+            if key == self.worker_key(service):
+                port = self.worker_metrics_ports[service]
+        return requests.get(f"http://localhost:{port}/metrics", timeout=5).text
+
     def stop(self) -> dict[str, int]:
         """Stop everything (SIGTERM, the edge first); each process's exit code. The
         platform's databases are dropped."""
@@ -190,4 +214,57 @@ class Platform:
         self.databases.drop_all()
         return codes
 
+
+class EventTap:
+    """Every event a service publishes, as the bus delivers it: an exclusive queue bound to
+    the service's exchange, so a test sees what went out and how many times.
+
+        with EventTap(plat.amqp_uri, "certificates") as tap:
+            ...
+            tap.wait_for(lambda events: ..., what="the batch's event")
+            tap.drain(1.0)
+        tap.events("CertificatesIssued")
+    """
+
+    def __init__(self, amqp_uri: str, service: str):
+        self.amqp_uri = amqp_uri
+        self.service = service
+        self.received: list[tuple[str, dict]] = []
+
+    def __enter__(self):
+        from kombu import Connection, Exchange, Queue
+
+        self.connection = Connection(self.amqp_uri)
+        exchange = Exchange(f"{self.service}.events", type="topic", durable=True)
+        queue = Queue(exclusive=True, exchange=exchange, routing_key="#")
+        self.consumer = self.connection.Consumer(queue, callbacks=[self._got])
+        self.consumer.consume()
+        return self
+
+    def __exit__(self, *exc):
+        self.consumer.cancel()
+        self.connection.release()
+
+    def _got(self, body, message):
+        self.received.append((message.delivery_info["routing_key"], body))
+        message.ack()
+
+    def drain(self, seconds: float) -> None:
+        """Take whatever arrives during `seconds`."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                self.connection.drain_events(timeout=min(left, 0.2))
+            except TimeoutError:
+                pass
+
+    def wait_for(self, probe, timeout: float = 20.0, what: str = "events"):
+        """Drain until probe(self.received) is truthy; that value, or AssertionError."""
+        return eventually(lambda: (self.drain(0.1), probe(self.received))[1], timeout, what,
+                          interval=0)
+
+    def events(self, event_type: str, **fields) -> list[dict]:
+        """Bodies of the deliveries of `event_type` whose fields equal `fields`."""
+        return [body for kind, body in self.received if kind == event_type
+                and all(body.get(k) == v for k, v in fields.items())]
 

@@ -11,6 +11,8 @@ and handlers are idempotent on the event id: a redelivery changes nothing.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import uuid
 from datetime import datetime, timezone
 
@@ -63,6 +65,7 @@ class OutboxPublisher:
         sent = 0
         collection = type(document)._get_collection()
         for event in list(document.pending_events or ()):
+            self.provider.crash_point(BEFORE_PUBLISH, event)
             try:
                 self.provider.send(event, self.headers)
             except Exception:  # broker down, confirm refused, injected fault: the relay retries
@@ -70,6 +73,7 @@ class OutboxPublisher:
                 log.warning("publishing %s %s failed; left for the relay",
                             event["event_type"], event["event_id"], exc_info=True)
                 return sent
+            self.provider.crash_point(AFTER_PUBLISH, event)
             collection.update_one({"_id": document.pk},
                                   {"$pull": {"pending_events": {"event_id": event["event_id"]}}})
             sent += 1
@@ -86,16 +90,37 @@ class OutboxPublisher:
         return sent
 
 
+# Where FAULT_INJECT_KILL stops the worker: its events are stored (the state change's own
+# write) and not yet published; or published and confirmed, not yet pulled from the outbox.
+BEFORE_PUBLISH, AFTER_PUBLISH = "before_publish", "after_publish"
+
+
 class Outbox(EventDispatcher):
     """nameko's event dispatcher (exchange `<service>.events`, confirms on), used as an outbox.
 
-    FAULT_INJECT_PUBLISH_FAILURES (config, default 0) makes the first N publish attempts of
-    the process fail as a crash between store and publish would; the e2e tests use it.
+    Two fault knobs for the e2e tests (config; off by default):
+    - FAULT_INJECT_PUBLISH_FAILURES=N: the first N publish attempts of the process fail as a
+      broker outage would (the write stands; the relay publishes later);
+    - FAULT_INJECT_KILL=before_publish|after_publish: at its first event publish the worker
+      kills itself with SIGKILL at that point (no cleanup, no reply, no acknowledgement), so a
+      test can crash it exactly between the store and the publish, or after the publish.
     """
 
     def setup(self):
         super().setup()
         self._faults_left = int(self.container.config.get("FAULT_INJECT_PUBLISH_FAILURES", 0) or 0)
+        self._kill_at = self.container.config.get("FAULT_INJECT_KILL") or ""
+        if self._kill_at not in ("", BEFORE_PUBLISH, AFTER_PUBLISH):
+            raise SystemExit(f"configuration error: FAULT_INJECT_KILL={self._kill_at!r} is not "
+                             f"{BEFORE_PUBLISH} or {AFTER_PUBLISH}")
+
+    def crash_point(self, point: str, event: dict) -> None:
+        if self._kill_at == point:
+            log.critical("FAULT_INJECT_KILL: killing the worker %s %s %s", point,
+                         event["event_type"], event["event_id"])
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def send(self, event: dict, headers: dict) -> None:
         if self._faults_left > 0:

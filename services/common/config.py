@@ -113,8 +113,11 @@ def worker_config(service: str) -> dict:
         "METRICS_PORT": env_int("METRICS_PORT", _declared_metrics_port(service)),
         "max_workers": env_int("MAX_WORKERS", 10),
         "PROVINCE_CODE": env("PROVINCE_CODE", "41"),
-        # Chaos knob for the e2e tests: the first N event publishes fail as a crash would.
+        # Chaos knobs for the e2e tests (services/common/bus.py Outbox): the first N event
+        # publishes fail as a broker outage would; the worker SIGKILLs itself at its first
+        # publish, before_publish (events stored, not sent) or after_publish (sent, not pulled).
         "FAULT_INJECT_PUBLISH_FAILURES": env_int("FAULT_INJECT_PUBLISH_FAILURES", 0),
+        "FAULT_INJECT_KILL": env("FAULT_INJECT_KILL", ""),
         # Tests only: read the time from this file (services/common/clock.py).
         "CLOCK_FILE": env("VOCREG_CLOCK_FILE", ""),
         "serializer": "json",
