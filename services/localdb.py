@@ -60,7 +60,7 @@ def port_open(port: int, host: str = HOST) -> bool:
         return False
 
 
-def _parent_death_signal():
+def parent_death_signal():
     """Linux: a function for the child to run before exec so it gets SIGTERM when the
     process that started it dies (even by SIGKILL): a killed `make run` or test session
     leaves no server behind. libc is loaded here, in the parent, not after the fork."""
@@ -146,7 +146,7 @@ class DatabaseServer:
         # the database is stopped after them, by whoever started it.
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, process_group=0,
-                                        preexec_fn=_parent_death_signal())
+                                        preexec_fn=parent_death_signal())
         if self.home:
             log.close()
             self.pid_file.write_text(f"{self.process.pid}\n")

@@ -33,9 +33,13 @@ def broker_reachable(uri: str) -> bool:
 
 
 def start(cmd: list[str], env_extra: dict | None = None) -> subprocess.Popen:
+    """A child in its own process group: Ctrl-C reaches only this process, which then stops
+    each child once, with SIGTERM (a nameko worker sent SIGINT and then SIGTERM hangs until
+    killed). It gets SIGTERM if this process dies, so none is ever orphaned."""
     import os
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", *cmd], env=env)
+    return subprocess.Popen([sys.executable, "-m", *cmd], env=env, stdin=subprocess.DEVNULL,
+                            process_group=0, preexec_fn=localdb.parent_death_signal())
 
 
 def start_database() -> tuple[localdb.DatabaseServer | None, str]:
@@ -63,6 +67,8 @@ def main() -> int:
     except localdb.DatabaseServerError as exc:
         print(f"vocreg: the local database did not start: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while it started: it was stopped again
+        return 130
     try:
         return run_platform(database, database_line)
     finally:
@@ -72,20 +78,7 @@ def main() -> int:
 
 
 def run_platform(database: localdb.DatabaseServer | None, database_line: str) -> int:
-    specs = registry()
-    services = list(specs)
-    children = {}
-    for name in services:
-        children[f"worker:{name}"] = start(["services.common.worker", name],
-                                           {"METRICS_PORT": str(specs[name].metrics_port)})
-    children["edge"] = start(["services.common.edge", "--services", ",".join(services)])
-    port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
-    print(f"vocreg: workers {', '.join(services)}; gRPC edge on localhost:{port}; "
-          f"metrics on :{config.DEFAULT_EDGE_METRICS_PORT} (edge) and "
-          f"{', '.join(str(specs[s].metrics_port) for s in services)} (workers). "
-          "Ctrl-C stops everything.", flush=True)
-    print(f"vocreg: {database_line}", flush=True)
-
+    # From here on Ctrl-C only asks for a stop: what was started is always stopped below.
     stopping = False
 
     def request_stop(signum, frame):
@@ -95,6 +88,24 @@ def run_platform(database: localdb.DatabaseServer | None, database_line: str) ->
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGHUP, request_stop)  # the terminal closed: stop, do not orphan
+    specs = registry()
+    services = list(specs)
+    # Each worker on its declared metrics port; METRICS_PORT=0 turns the workers' off.
+    ports = {name: 0 if config.env("METRICS_PORT", "") == "0" else specs[name].metrics_port
+             for name in services}
+    children = {}
+    for name in services:
+        children[f"worker:{name}"] = start(["services.common.worker", name],
+                                           {"METRICS_PORT": str(ports[name])})
+    children["edge"] = start(["services.common.edge", "--services", ",".join(services)])
+    port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
+    edge_metrics = config.env_int("EDGE_METRICS_PORT", config.DEFAULT_EDGE_METRICS_PORT)
+    print(f"vocreg: workers {', '.join(services)}; gRPC edge on localhost:{port}; "
+          f"metrics on :{edge_metrics} (edge) and "
+          f"{', '.join(str(ports[s]) for s in services)} (workers). "
+          "Ctrl-C stops everything.", flush=True)
+    print(f"vocreg: {database_line}", flush=True)
+
     exit_code = 0
     while not stopping:
         for label, child in children.items():
@@ -120,6 +131,7 @@ def run_platform(database: localdb.DatabaseServer | None, database_line: str) ->
             print(f"vocreg: {label} did not stop in time; killing it", file=sys.stderr)
             child.kill()
             child.wait()
+            exit_code = 1
     print("vocreg: platform stopped", flush=True)
     return exit_code
 

@@ -41,6 +41,17 @@ def eventually(probe, timeout=10.0, what="condition", interval=0.1):
         time.sleep(interval)
 
 
+def make_vhost(vhost: str) -> None:
+    """A RabbitMQ vhost of the test's own (guest may use it), through the management API."""
+    requests.put(f"{MANAGEMENT}/vhosts/{vhost}", auth=AUTH, timeout=10).raise_for_status()
+    requests.put(f"{MANAGEMENT}/permissions/{vhost}/guest", auth=AUTH, timeout=10,
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+
+
+def delete_vhost(vhost: str) -> None:
+    requests.delete(f"{MANAGEMENT}/vhosts/{vhost}", auth=AUTH, timeout=10)
+
+
 class Platform:
     """services: the workers to run behind one edge. clock: give the workers a time the test
     sets with set_clock() (they read it from a file on every call)."""
@@ -110,10 +121,7 @@ class Platform:
         """Start both processes and wait until the service is SERVING; on any failure,
         stop what was started, so a broken start never leaves processes behind."""
         try:
-            resp = requests.put(f"{MANAGEMENT}/vhosts/{self.vhost}", auth=AUTH, timeout=10)
-            resp.raise_for_status()
-            requests.put(f"{MANAGEMENT}/permissions/{self.vhost}/guest", auth=AUTH, timeout=10,
-                         json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+            make_vhost(self.vhost)
             for service in self.services:
                 self.start_worker(service)
             log = open(self.tmp_path / "edge.log", "ab")
@@ -210,7 +218,7 @@ class Platform:
         for name in ["edge"] + workers:
             if name in self.procs:
                 codes[name] = self.stop_process(name)
-        requests.delete(f"{MANAGEMENT}/vhosts/{self.vhost}", auth=AUTH, timeout=10)
+        delete_vhost(self.vhost)
         self.databases.drop_all()
         return codes
 

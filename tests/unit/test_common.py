@@ -181,9 +181,11 @@ def test_the_clock_keeps_the_precision_the_database_keeps():
 def test_the_default_database_is_the_local_server_one_per_service(monkeypatch):
     monkeypatch.delenv("MONGO_URI", raising=False)
     monkeypatch.delenv("VOCREG_DB_PORT", raising=False)
-    assert config.mongo_uri("certificates") == "mongodb://127.0.0.1:27027/vocreg_certificates"
+    assert config.mongo_uri("certificates") == \
+        "mongodb://127.0.0.1:27027/vocreg_certificates?journal=true"
     monkeypatch.setenv("VOCREG_DB_PORT", "28000")
-    assert config.worker_config("filing")["MONGO_URI"] == "mongodb://127.0.0.1:28000/vocreg_filing"
+    assert config.worker_config("filing")["MONGO_URI"] == \
+        "mongodb://127.0.0.1:28000/vocreg_filing?journal=true"
     monkeypatch.setenv("MONGO_URI", "mongodb://db.example:27017/?replicaSet=rs0")
     assert config.mongo_uri("filing") == "mongodb://db.example:27017/?replicaSet=rs0"
 
