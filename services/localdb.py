@@ -94,7 +94,9 @@ class DatabaseServer:
         return f"mongodb://{HOST}:{self.port}"
 
     def database_uri(self, database: str) -> str:
-        return f"{self.uri}/{database}"
+        """A database on this server, written as the workers write to `make run`'s (on disk,
+        each write journaled before it is acknowledged: config.mongo_uri)."""
+        return f"{self.uri}/{database}" + ("?journal=true" if self.storage else "")
 
     @property
     def pid_file(self) -> Path | None:

@@ -27,12 +27,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server() -> DatabaseServer:
-    """The session's server, started on first use."""
+def server(on_disk: bool = False) -> DatabaseServer:
+    """The session's server, started on first use: in memory, or (`on_disk`, for the
+    benchmark) with its store in a temporary directory, as `make run` keeps it."""
     global _server
     if _server is None:
         home = Path(tempfile.mkdtemp(prefix="vocreg-testdb-"))
-        _server = DatabaseServer(free_port(), storage=None, home=home).start()
+        _server = DatabaseServer(free_port(), storage=home / "db" if on_disk else None,
+                                 home=home).start()
     return _server
 
 
