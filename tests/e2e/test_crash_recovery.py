@@ -3,7 +3,8 @@ event, after publishing it, and in the middle of a 10,000-row upload; then start
 the same database. Every event still takes effect exactly once: the certificate registry
 issues, and the REAL filing worker counts each certificate once in the institution's
 activity (a redelivered event is recognised by its id). And two workers of one service on
-one database, sweeping at once, finish each operation once.
+one database, sweeping at once, change each document once (certificates' stale operations,
+filing's deemed acceptances).
 
 The kills at an exact point use the worker's FAULT_INJECT_KILL knob (services/common/bus.py):
 the worker sends itself SIGKILL there, with no cleanup, reply or acknowledgement. The kill in
@@ -26,7 +27,7 @@ from tests.bench.certificates_bench import holder as bench_holder
 from tests.e2e.grpc_client import Filing, status_of
 from tests.e2e.test_certificates_grpc import at, batch, file_institution, issuer, row
 from tests.platform import EventTap, Platform, eventually
-from tests.support import uscc
+from tests.support import application_request, uscc
 
 pytestmark = pytest.mark.e2e
 
@@ -217,11 +218,12 @@ def seed_stale_operations(plat, n: int, filing_code: str, round_: int) -> list[s
     return [o["_id"] for o in ops]
 
 
-def conflicts(plat, keys) -> float:
+def conflicts(plat, keys, document: str = "Operation") -> float:
+    """Conditional writes of `document` the workers lost to another writer."""
     total = 0.0
     for key in keys:
         for line in plat.metrics(key).splitlines():
-            if line.startswith('vocreg_write_conflicts_total{document="Operation"}'):
+            if line.startswith(f'vocreg_write_conflicts_total{{document="{document}"}}'):
                 total += float(line.split()[-1])
     return total
 
@@ -274,3 +276,43 @@ def _serves_metrics(plat, key) -> bool:
         return "vocreg_" in plat.metrics(key)
     except OSError:
         return False
+
+
+def test_two_filing_workers_deem_each_application_accepted_once(tmp_path):
+    """Filing's sweep in two workers on one database: every unanswered application is deemed
+    accepted once, with one ApplicationAccepted (5 working days, art.5-6)."""
+    plat = Platform(tmp_path, services=("filing",), clock=True, SWEEP_INTERVAL=0.2).start()
+    try:
+        second = plat.start_worker("filing", key="worker-filing-2")
+        eventually(lambda: _serves_metrics(plat, second), what="the second worker up")
+        workers = ("worker", second)
+        applications: list[str] = []
+        with EventTap(plat.amqp_uri, "filing") as tap:
+            for round_ in range(3):  # until the two sweeps have met on an application
+                at(plat, 2025, 3, 3 + 7 * round_)  # a Monday
+                applications += [Filing(plat.channel, "institution", n).SubmitApplication(
+                    application_request(n))["application"]["application_id"]
+                    for n in range(800 + 20 * round_, 820 + 20 * round_)]
+                at(plat, 2025, 3, 14 + 7 * round_)  # past the 5 working days
+                eventually(lambda ids=tuple(applications): all(
+                    _application(plat, a)["state"] == "APPLICATION_STATE_ACCEPTED" for a in ids),
+                    timeout=60, what="every application deemed accepted")
+                if conflicts(plat, workers, "Application"):
+                    break
+            tap.drain(1.5)
+        assert conflicts(plat, workers, "Application") > 0, "the two sweeps never met"
+        accepted: dict[str, set] = {}
+        for event in tap.events("ApplicationAccepted"):
+            accepted.setdefault(event["application_id"], set()).add(event["meta"]["event_id"])
+        assert sorted(accepted) == sorted(applications)
+        assert all(len(ids) == 1 for ids in accepted.values()), accepted
+        assert {_application(plat, a)["accepted_by"] for a in applications} == \
+            {"ACCEPTED_BY_DEEMED"}
+    finally:
+        codes = plat.stop()
+    assert set(codes.values()) == {0}, codes
+
+
+def _application(plat, application_id: str) -> dict:
+    return Filing(plat.channel, "regulator").GetApplication(
+        {"application_id": application_id})["application"]
