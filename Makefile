@@ -7,7 +7,7 @@ GEN    := services/gen
 PROTOS := $(shell find protos -name '*.proto' | sort)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install protos run wipe test test-unit test-integration test-e2e lint bench clean
+.PHONY: install protos run wipe test test-unit test-integration test-e2e lint bench deploy-files clean
 
 install: $(VENV)/.installed $(GEN)/.stamp
 
@@ -63,6 +63,12 @@ lint: install
 
 bench: install
 	$(BIN)/python -m tests.bench.run
+
+# k8s/<svc>.yaml, the kustomization, the compose stack and Prometheus' targets, rendered from
+# every service's declaration (services/<svc>/__init__.py). Run it after adding a service;
+# tests/deploy fails while the committed files differ from a fresh render.
+deploy-files: $(VENV)/.installed
+	$(BIN)/python deploy/render.py
 
 clean:
 	rm -rf $(VENV) $(GEN)

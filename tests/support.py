@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
-from services.common.auth import issue_token
+from services.common.auth import PARTY_ROLES, issue_token
 from services.common.identifiers import uscc_check_character
 
 SIX_MATERIALS = (
@@ -45,10 +45,29 @@ def application_request(n: int = 1, request_id: str | None = None, materials=SIX
     }
 
 
-def token(role: str, institution_n: int | None = None, sub: str | None = None) -> str:
+def token(role: str, institution_n: int | None = None, sub: str | None = None,
+          party_id: str | None = None) -> str:
+    """A bearer token; party roles (provider, employer, ...) get a party id if none is given."""
     institution_id = uscc(institution_n) if institution_n is not None else None
-    return issue_token(role, sub or f"{role}-{institution_n or 0}", institution_id)
+    if role in PARTY_ROLES and party_id is None:
+        party_id = f"{role}-{institution_n or 0}"
+    return issue_token(role, sub or f"{role}-{institution_n or 0}", institution_id,
+                       party_id=party_id)
 
 
 PASSED_EVALUATION = {"materials_check_passed": True, "expert_review_passed": True,
                      "site_visit_passed": True, "notes": "all three steps passed"}
+
+
+def conditions(since: str = "2024-01-01", person_times: int = 800,
+               occupations: tuple[str, ...] = ("4-10-01-02",)) -> dict:
+    """A declaration of the seven applicant conditions (seed 001 ch.2 art.2): every yes/no
+    condition met; the evaluation history and the person-times per occupation as given."""
+    return {
+        "registered_legal_person": True, "good_credit": True, "dedicated_unit": True,
+        "management_rules": True, "not_for_profit_pledge": True,
+        "evaluation_history_since": since,
+        "occupations": [{"occupation_code": code, "premises_fit": True,
+                         "video_surveillance": True, "premises_in_registered_area": True,
+                         "staff_examiners_supervisors_experts": True, "question_bank": True,
+                         "person_times_last_3_years": person_times} for code in occupations]}

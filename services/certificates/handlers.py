@@ -214,13 +214,19 @@ def _scope_institution(request: dict, caller: Identity) -> str | None:
     return institution_id
 
 
-def list_certificates(cmd, uow, clock, settings):
-    request = cmd.request
-    errors: list[str] = []
-    institution_id = _scope_institution(request, cmd.caller)
+def _common_filters(request: dict, caller: Identity, errors: list):
+    """What ListCertificates and GetIssuanceStats both filter on: (institution, from, to)."""
+    institution_id = _scope_institution(request, caller)
     start, end = domain.parse_period(request, errors)
     domain.check_occupation_filter(request.get("occupation_code"), errors)
     domain.check_level_filter(request.get("skill_level"), errors)
+    return institution_id, start, end
+
+
+def list_certificates(cmd, uow, clock, settings):
+    request = cmd.request
+    errors: list[str] = []
+    institution_id, start, end = _common_filters(request, cmd.caller, errors)
     holder = domain.normalize_id_number(request.get("holder_id_number") or "")
     if holder and domain.id_number_problem(holder):
         errors.append(f"holder_id_number: {domain.id_number_problem(holder)}")
@@ -242,10 +248,7 @@ def list_certificates(cmd, uow, clock, settings):
 def get_issuance_stats(cmd, uow, clock, settings):
     request = cmd.request
     errors: list[str] = []
-    institution_id = _scope_institution(request, cmd.caller)
-    start, end = domain.parse_period(request, errors)
-    domain.check_occupation_filter(request.get("occupation_code"), errors)
-    domain.check_level_filter(request.get("skill_level"), errors)
+    institution_id, start, end = _common_filters(request, cmd.caller, errors)
     if errors:
         raise InvalidArgument(errors)
     match = domain.stats_match(request, institution_id, start, end)

@@ -68,14 +68,3 @@ def api(method):
     entrypoint.__doc__ = method.__doc__
     return rpc(expected_exceptions=DELIBERATE_ERRORS)(entrypoint)
 
-
-class Health:
-    """Mixin: the `health` RPC the edge's health checker calls (no auth: it says nothing)."""
-
-    @rpc
-    def health(self, request=None):
-        # The database must answer too: a worker that cannot reach it is not serving.
-        db = getattr(self, "db", None)
-        if db is not None:
-            db.command("ping")
-        return {"service": self.name, "status": "SERVING"}

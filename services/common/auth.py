@@ -17,7 +17,11 @@ from services.common import config
 from services.common.errors import PermissionDenied, Unauthenticated
 
 ALGORITHM = "HS256"
-ROLES = ("regulator", "institution", "inspector", "provider", "service")
+ROLES = ("regulator", "institution", "inspector", "provider", "service", "assessor",
+         "custodian", "expert", "employer", "trainee")
+# Roles that act for one organisation or person: their token names it (`party_id`), and a
+# service lets them see only what is theirs. An institution is bound by `institution_id`.
+PARTY_ROLES = frozenset({"provider", "assessor", "custodian", "employer", "trainee"})
 # Proto enum names (vocreg.common.v1.Role) to the roles in tokens.
 ROLE_BY_PROTO_NAME = {f"ROLE_{r.upper()}": r for r in ROLES}
 LEEWAY_SECONDS = 30
@@ -28,6 +32,7 @@ class Identity:
     subject: str
     role: str | None  # None: anonymous
     institution_id: str | None = None
+    party_id: str | None = None  # for PARTY_ROLES: the organisation or person it acts for
 
     @property
     def anonymous(self) -> bool:
@@ -48,15 +53,20 @@ class AccessPolicy:
 
 
 def issue_token(role: str, subject: str, institution_id: str | None = None,
-                ttl_seconds: int = 3600, secret: str | None = None) -> str:
+                ttl_seconds: int = 3600, secret: str | None = None,
+                party_id: str | None = None) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if role == "institution" and not institution_id:
         raise ValueError("an institution token must name its institution_id")
+    if role in PARTY_ROLES and not party_id:
+        raise ValueError(f"a {role} token must name its party_id")
     now = int(time.time())
     claims = {"sub": subject, "role": role, "iat": now, "exp": now + ttl_seconds}
     if institution_id:
         claims["institution_id"] = institution_id
+    if party_id:
+        claims["party_id"] = party_id
     return jwt.encode(claims, secret or config.jwt_secret(), algorithm=ALGORITHM)
 
 
@@ -77,7 +87,11 @@ def verify_token(token: str | None, secret: str | None = None) -> Identity:
     institution_id = claims.get("institution_id")
     if role == "institution" and not institution_id:
         raise Unauthenticated("invalid token: institution token without institution_id")
-    return Identity(subject=str(claims["sub"]), role=role, institution_id=institution_id)
+    party_id = claims.get("party_id")
+    if role in PARTY_ROLES and not party_id:
+        raise Unauthenticated(f"invalid token: {role} token without party_id")
+    return Identity(subject=str(claims["sub"]), role=role, institution_id=institution_id,
+                    party_id=party_id)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -109,6 +123,14 @@ def require_own_institution(identity: Identity, institution_id: str, what: str =
                                "changes only its own records")
 
 
+def require_own_party(identity: Identity, party_id: str, what: str = "record") -> None:
+    """A party role (provider, employer, trainee, assessor, custodian) may touch only what is
+    its own; other allowed roles pass."""
+    if identity.role in PARTY_ROLES and identity.party_id != party_id:
+        raise PermissionDenied(f"the {what} is not yours: a {identity.role} sees and changes "
+                               "only its own records")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m services.common.auth",
@@ -116,9 +138,12 @@ def main(argv=None) -> None:
     parser.add_argument("role", choices=ROLES)
     parser.add_argument("--sub", default=None, help="subject (default: the role)")
     parser.add_argument("--institution-id", default=None)
+    parser.add_argument("--party-id", default=None,
+                        help="for provider, assessor, custodian, employer, trainee")
     parser.add_argument("--ttl", type=int, default=8 * 3600, help="seconds (default 8 h)")
     args = parser.parse_args(argv)
-    print(issue_token(args.role, args.sub or args.role, args.institution_id, args.ttl))
+    print(issue_token(args.role, args.sub or args.role, args.institution_id, args.ttl,
+                      party_id=args.party_id))
 
 
 if __name__ == "__main__":

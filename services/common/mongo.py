@@ -9,7 +9,6 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import mongoengine
-from nameko.extensions import DependencyProvider
 
 from services.common import config
 
@@ -49,18 +48,3 @@ def disconnect(alias: str) -> None:
 def configured_uri(container_config: dict, alias: str) -> str:
     """The worker config's MONGO_URI (tests set it there), else the environment's default."""
     return container_config.get("MONGO_URI") or config.mongo_uri(alias)
-
-
-class MongoConnection(DependencyProvider):
-    """Connects the service's alias at container setup; the service uses its documents."""
-
-    def __init__(self, alias: str):
-        self.alias = alias
-
-    def setup(self):
-        disconnect(self.alias)
-        connect(self.alias, configured_uri(self.container.config, self.alias))
-        ensure_indexes(self.alias)
-
-    def get_dependency(self, worker_ctx):
-        return mongoengine.get_db(self.alias)

@@ -53,6 +53,11 @@ class Repository:
     def track_all(self, aggregates) -> list:
         return [self.track(a) for a in aggregates]
 
+    def tracked(self, cls, pk):
+        """The aggregate of this class and key this call already holds, or None. A query for
+        one aggregate asks here first, so a call that loads it twice changes one copy."""
+        return next((a for a in self.seen if type(a) is cls and a.pk == pk), None)
+
     # --- what every service needs of its database --------------------------------------
     def db(self):
         return mongoengine.get_db(self.alias)
@@ -146,11 +151,14 @@ class UnitOfWork:
     def step(self, what: str = "step"):
         """One item of a sweep: what it changed is written when the block ends. If another
         writer changed the same document meanwhile (two workers sweeping at once), the item is
-        skipped: the next sweep sees the new state. `step.done` says which happened."""
-        before = list(self.repo.seen)
+        skipped: the next sweep sees the new state. `step.done` says which happened.
+
+        "What it changed" is every tracked aggregate with unwritten changes when the block
+        ends (earlier steps wrote theirs), however it was loaded: a sweep's query tracks all
+        its items before the first step begins."""
         result = StepResult()
         yield result
-        changed = [a for a in self.repo.seen if not any(a is b for b in before)]
+        changed = [a for a in self.repo.seen if a._created or a._get_changed_fields()]
         try:
             self.flush(*changed)
             result.done = True

@@ -1,34 +1,30 @@
 """Deployment artefacts keep their shape: the Kubernetes manifests validate against the API
-schema and keep the hardening rules; the compose stack and the Dockerfile keep theirs.
+schema and keep the hardening rules; every declared service is deployed (k8s, compose,
+Prometheus); the compose stack and the Dockerfile keep their shape.
 
 Plain pytest: no broker, no eventlet, no cluster, no Docker engine. The checks iterate over
-whatever is in k8s/, so a service copied from filing.yaml is held to the same rules.
+whatever is in k8s/ and over the registry of declared services (services/*/__init__.py), so a
+service declared but not rendered (`make deploy-files`) fails here, and a rendered one is held
+to the same rules. That the files equal a fresh render is tests/deploy/test_render.py's check.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "k8s"
-DEPLOY = ROOT / "deploy"
+from services.common.spec import registry
+from tests.deploy.tools import DEPLOY, K8S, ROOT, kustomize, load_all, validate_strictly
 
-# The oldest Kubernetes the manifests promise to run on, and the newest schema that
-# kubernetes-validate 1.37.0 ships (so a field removed upstream shows up too).
-K8S_VERSIONS = ("1.30.0", "1.37.0")
 APP_UID = 10001
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 POD_OWNERS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
-
-
-def load_all(path: Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+SPECS = list(registry().values())
+SERVICE_IDS = [spec.name for spec in SPECS]
 
 
 # kustomization.yaml configures kustomize; it is not a Kubernetes resource.
@@ -83,24 +79,112 @@ def test_there_is_something_to_check():
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: str(p.relative_to(K8S)))
 def test_manifest_validates_strictly(path):
-    exe = Path(sys.executable).parent / "kubernetes-validate"
-    assert exe.exists(), f"{exe} missing: install the test extras (pip install '.[test]')"
-    cmd = [str(exe), "--strict"]
-    for version in K8S_VERSIONS:
-        cmd += ["-k", version]
-    result = subprocess.run(cmd + [str(path)], capture_output=True, text=True, timeout=120)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    # An unknown kind or apiVersion is only a WARN with exit 0, so a typo there would
-    # otherwise pass unchecked: every resource must have been validated, against each version.
-    assert "WARN" not in output and "ERROR" not in output, output
-    assert output.count(" passed for resource ") == len(load_all(path)) * len(K8S_VERSIONS), output
+    validate_strictly(path)
 
 
 def test_kustomization_lists_every_manifest():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
     listed = set(kustomization["resources"])
     assert listed == {str(p.relative_to(K8S)) for p in MANIFESTS}
+
+
+# --- every declared service is deployed -------------------------------------------------------
+
+
+def named(doc_kind: str, name: str, docs: list[dict] | None = None) -> dict:
+    found = [doc for doc in (docs if docs is not None else [d for _, d in RESOURCES])
+             if doc.get("kind") == doc_kind and doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"{len(found)} {doc_kind} named {name!r}"
+    return found[0]
+
+
+def selects(selector: dict, workload: dict) -> bool:
+    return selector.items() <= workload["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SERVICE_IDS)
+def test_declared_service_has_a_worker_an_edge_and_a_service_in_k8s(spec):
+    assert (K8S / f"{spec.name}.yaml").exists(), "run `make deploy-files`"
+    worker = named("Deployment", f"{spec.name}-worker")
+    edge = named("Deployment", f"{spec.name}-edge")
+    (worker_container,) = worker["spec"]["template"]["spec"]["containers"]
+    (edge_container,) = edge["spec"]["template"]["spec"]["containers"]
+    assert worker_container["command"] == ["python", "-m", "services.common.worker", spec.name]
+    assert edge_container["command"] == [
+        "python", "-m", "services.common.edge", "--services", spec.name]
+    # The edge is ready only while the service's worker answers; it is alive while it runs.
+    assert edge_container["readinessProbe"]["grpc"].get("service") == spec.proto
+    assert not edge_container["livenessProbe"]["grpc"].get("service")
+    service = named("Service", spec.name)
+    assert selects(service["spec"]["selector"], edge)
+    assert not selects(service["spec"]["selector"], worker), "the workers take no traffic"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SERVICE_IDS)
+def test_declared_service_worker_owns_its_database(spec):
+    """MONGO_URI as the kubelet resolves it: the envFrom ConfigMaps in order (the later wins),
+    then env; the optional secret key, when present, holds the same database with credentials."""
+    configmaps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in kind("ConfigMap")}
+    pod = named("Deployment", f"{spec.name}-worker")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    resolved = {}
+    for source in container.get("envFrom", []):
+        resolved.update(configmaps[source["configMapRef"]["name"]])
+    assert resolved.get("MONGO_URI") == f"mongodb://mongodb:27017/vocreg_{spec.name}"
+    env = {var["name"]: var for var in container["env"]}
+    ref = env["MONGO_URI"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"], ref.get("optional")) == (
+        "vocreg-secrets", f"{spec.name}-mongo-uri", True)
+
+
+@pytest.mark.parametrize(("pod", "container"), EDGES)
+def test_the_edge_never_sees_a_database(pod, container):
+    configmaps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in kind("ConfigMap")}
+    from_configmaps = {key for source in container.get("envFrom", [])
+                       for key in configmaps[source["configMapRef"]["name"]]}
+    assert "MONGO_URI" not in from_configmaps | {var["name"] for var in container.get("env", [])}
+
+
+def test_no_two_workloads_select_the_same_pods():
+    for _, first, _ in WORKLOADS:
+        for _, second, _ in WORKLOADS:
+            if first is not second:
+                assert not selects(first["spec"]["selector"]["matchLabels"], second), (
+                    first["metadata"]["name"], second["metadata"]["name"])
+
+
+@pytest.mark.parametrize(("name", "workload", "pod"), WORKLOADS, ids=[w[0] for w in WORKLOADS])
+def test_pod_advertises_its_metrics_port_for_prometheus(name, workload, pod):
+    annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+    assert annotations.get("prometheus.io/scrape") == "true"
+    ports = {p["containerPort"]: p.get("name") for c in pod["containers"]
+             for p in c.get("ports", [])}
+    assert ports.get(int(annotations["prometheus.io/port"], 10), "").endswith("-metrics")
+
+
+@pytest.fixture(scope="module")
+def kustomized() -> list[dict]:
+    return load_all(kustomize(K8S))
+
+
+def test_kustomization_renders_every_declared_service(kustomized):
+    for spec in SPECS:
+        for role in ("worker", "edge"):
+            named("Deployment", f"{spec.name}-{role}", kustomized)
+        named("Service", spec.name, kustomized)
+        named("ConfigMap", f"{spec.name}-config", kustomized)
+    named("ConfigMap", "vocreg-config", kustomized)
+    # The image pin of the kustomization reaches every container.
+    images = {c["image"] for doc in kustomized if doc["kind"] == "Deployment"
+              for c in doc["spec"]["template"]["spec"]["containers"]}
+    assert images == {"vocreg:0.1.0"}
+
+
+def test_kustomization_output_validates_strictly(kustomized):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kustomized.yaml"
+        path.write_text(yaml.safe_dump_all(kustomized), encoding="utf-8")
+        validate_strictly(path)
 
 
 # --- hardening, per container ---------------------------------------------------------------
@@ -179,9 +263,9 @@ def test_pod_has_own_service_account_without_token(name, workload, pod):
         assert not pod.get(host), host
 
 
-@pytest.mark.parametrize(("name", "workload", "pod"), WORKLOADS, ids=[w[0] for w in WORKLOADS])
-def test_worker_and_edge_share_one_image(name, workload, pod):
-    assert len({c["image"] for c in pod["containers"]}) == 1
+def test_every_container_runs_the_one_image():
+    # One image, two roles: the kustomization's `images` pin then reaches every container.
+    assert {p.values[1]["image"] for p in CONTAINERS} == {"vocreg"}
 
 
 def test_no_secret_object_is_committed():
@@ -192,9 +276,10 @@ def test_shared_config_has_no_secrets_and_points_at_the_cluster_services():
     (config,) = [cm for cm in kind("ConfigMap") if cm["metadata"]["name"] == "vocreg-config"]
     data = config["data"]
     assert not [key for key in data if SECRET_NAME.search(key)]
-    assert {"AMQP_URI", "MONGO_URI", "PROVINCE_CODE", "LOG_LEVEL"} <= set(data)
+    assert {"AMQP_URI", "PROVINCE_CODE", "LOG_LEVEL"} <= set(data)
     assert re.match(r"amqp://([^@/]*@)?rabbitmq(:5672)?/", data["AMQP_URI"])
-    assert re.match(r"mongodb://([^@/]*@)?mongodb(:27017)?/vocreg_filing\b", data["MONGO_URI"])
+    # Each service names its own database (its <svc>-config); a shared one would be inherited.
+    assert "MONGO_URI" not in data
 
 
 def test_every_service_routes_to_declared_container_ports():
@@ -208,7 +293,7 @@ def test_every_service_routes_to_declared_container_ports():
     for service in kind("Service"):
         selector = service["spec"]["selector"].items()
         targets = [ports for labels, ports in pods.items() if selector <= dict(labels).items()]
-        assert targets, f"service {service['metadata']['name']} selects no pod here"
+        assert len(targets) == 1, f"service {service['metadata']['name']} selects {len(targets)} workloads"
         for port in service["spec"]["ports"]:
             assert port.get("targetPort", port["port"]) in targets[0], port
         grpc = [p for p in service["spec"]["ports"] if p.get("name") == "grpc"]
@@ -217,37 +302,88 @@ def test_every_service_routes_to_declared_container_ports():
 
 # --- compose and prometheus -----------------------------------------------------------------
 
-COMPOSE_SERVICES = {"rabbitmq", "mongodb", "filing-worker", "filing-edge", "prometheus"}
+INFRASTRUCTURE = {"rabbitmq", "mongodb", "prometheus"}
 
 
 def compose() -> dict:
     return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text(encoding="utf-8"))
 
 
-def test_compose_names_the_five_services():
+def vocreg_containers() -> dict[str, dict]:
+    return {name: svc for name, svc in compose()["services"].items() if name not in INFRASTRUCTURE}
+
+
+def test_compose_names_the_infrastructure_and_a_worker_and_an_edge_per_service():
     services = compose()["services"]
-    assert COMPOSE_SERVICES <= set(services)
+    expected = {f"{spec.name}-{role}" for spec in SPECS for role in ("worker", "edge")}
+    assert set(services) == INFRASTRUCTURE | expected
     assert services["rabbitmq"]["image"].startswith("rabbitmq:3-management")
     assert services["mongodb"]["image"] == "mongo:7"
     assert any(str(p).endswith(":50051") for p in services["filing-edge"]["ports"])
+    assert set(services["prometheus"]["depends_on"]) == expected
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SERVICE_IDS)
+def test_compose_runs_the_declared_service(spec):
+    services = compose()["services"]
+    worker, edge = services[f"{spec.name}-worker"], services[f"{spec.name}-edge"]
+    assert worker["command"] == ["python", "-m", "services.common.worker", spec.name]
+    assert edge["command"] == ["python", "-m", "services.common.edge", "--services", spec.name]
+    assert worker["environment"]["MONGO_URI"] == f"mongodb://mongodb:27017/vocreg_{spec.name}"
+    assert "MONGO_URI" not in edge["environment"], "the edge never touches the database"
+    assert edge["depends_on"][f"{spec.name}-worker"] == {"condition": "service_healthy"}
+    assert spec.proto in " ".join(edge["healthcheck"]["test"])
+
+
+def test_compose_publishes_each_edge_on_its_own_local_port_only():
+    published = []
+    for name, service in vocreg_containers().items():
+        ports = [str(p) for p in service.get("ports", [])]
+        if name.endswith("-worker"):
+            assert not ports, f"{name}: a worker takes no network traffic"
+            continue
+        (port,) = ports
+        host, host_port, container_port = port.split(":")
+        assert (host, container_port) == ("127.0.0.1", "50051"), f"{name}: {port}"
+        published.append(host_port)
+    assert len(set(published)) == len(published) == len(SPECS)
+
+
+def test_compose_containers_keep_the_kubernetes_restrictions():
+    for name, service in vocreg_containers().items():
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["image"] == "vocreg:dev", name
+        assert service.get("healthcheck"), name
 
 
 def test_compose_takes_the_jwt_secret_from_the_environment():
-    services = compose()["services"]
-    for name in ("filing-worker", "filing-edge"):
-        value = services[name]["environment"]["VOCREG_JWT_SECRET"]
+    for name, service in vocreg_containers().items():
+        value = service["environment"]["VOCREG_JWT_SECRET"]
         assert value.startswith("${VOCREG_JWT_SECRET"), f"{name}: {value}"
 
 
-def test_prometheus_scrapes_worker_and_edge():
+def scrape_targets() -> dict[str, set[str]]:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
-    targets = {
-        t
+    return {
+        job["job_name"]: {
+            t for group in job.get("static_configs", []) for t in group["targets"]}
         for job in config["scrape_configs"]
-        for group in job.get("static_configs", [])
-        for t in group["targets"]
     }
-    assert {"filing-worker:9101", "filing-edge:9100"} <= targets
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SERVICE_IDS)
+def test_prometheus_scrapes_worker_and_edge(spec):
+    targets = scrape_targets()
+    assert f"{spec.name}-worker:9101" in targets["vocreg-worker"]
+    assert f"{spec.name}-edge:9100" in targets["vocreg-edge"]
+
+
+def test_prometheus_scrapes_only_what_compose_runs():
+    services = compose()["services"]
+    for target in set().union(*scrape_targets().values()):
+        assert target.split(":")[0] in services, target
 
 
 # --- Dockerfile -------------------------------------------------------------------------------

@@ -85,6 +85,25 @@ def test_institution_may_touch_only_its_own_records():
         auth.require_own_institution(mine, uscc(2))
 
 
+@pytest.mark.parametrize("role", sorted(auth.PARTY_ROLES))
+def test_a_party_role_is_bound_to_its_party(role):
+    identity = auth.verify_token(auth.issue_token(role, "someone", party_id="P-1"))
+    assert (identity.role, identity.party_id) == (role, "P-1")
+    auth.require_own_party(identity, "P-1", "course")
+    with pytest.raises(PermissionDenied, match="not yours"):
+        auth.require_own_party(identity, "P-2", "course")
+    with pytest.raises(ValueError, match="party_id"):
+        auth.issue_token(role, "someone")
+    unbound = jwt.encode({"sub": "x", "role": role, "exp": 2**31}, config.jwt_secret(),
+                         algorithm="HS256")
+    with pytest.raises(Unauthenticated, match="without party_id"):
+        auth.verify_token(unbound)
+
+
+def test_the_regulator_is_not_held_to_a_party():
+    auth.require_own_party(auth.verify_token(auth.issue_token("regulator", "r")), "P-1")
+
+
 def test_empty_jwt_secret_is_a_configuration_error(monkeypatch):
     monkeypatch.setenv("VOCREG_JWT_SECRET", "")
     with pytest.raises(SystemExit):
