@@ -80,7 +80,10 @@ class Platform:
         env.update({"AMQP_URI": self.amqp_uri, "LOG_LEVEL": "INFO",
                     "GRPC_PORT": str(self.grpc_port),
                     "EDGE_METRICS_PORT": str(self.edge_metrics_port),
-                    "EDGE_HEALTH_INTERVAL": "0.5",
+                    # The edge asks each worker every second and waits as long for the
+                    # answer: tight enough for the tests of a worker going down, loose enough
+                    # for a busy worker on a busy machine (0.5 s flagged those as down).
+                    "EDGE_HEALTH_INTERVAL": "1.0",
                     "VOCREG_CLOCK_FILE": str(self.clock_file) if self.clock_file else ""})
         env.update({k: str(v) for k, v in extra.items()})
         return env

@@ -236,7 +236,8 @@ def test_two_workers_sweeping_at_once_finish_each_operation_once(tmp_path):
         filing_code = file_institution(plat, n)
         at(plat, 2026, 6, 15)
         second = plat.start_worker("certificates", key="worker-certificates-2")
-        eventually(lambda: _serves_metrics(plat, second), what="the second worker up")
+        eventually(lambda: _serves_metrics(plat, second), timeout=60,
+                   what="the second worker up")
         workers = (CERTIFICATES, second)
         seeded: list[str] = []
         with EventTap(plat.amqp_uri, "certificates") as tap:
@@ -284,7 +285,8 @@ def test_two_filing_workers_deem_each_application_accepted_once(tmp_path):
     plat = Platform(tmp_path, services=("filing",), clock=True, SWEEP_INTERVAL=0.2).start()
     try:
         second = plat.start_worker("filing", key="worker-filing-2")
-        eventually(lambda: _serves_metrics(plat, second), what="the second worker up")
+        eventually(lambda: _serves_metrics(plat, second), timeout=60,
+                   what="the second worker up")
         workers = ("worker", second)
         applications: list[str] = []
         with EventTap(plat.amqp_uri, "filing") as tap:

@@ -49,7 +49,7 @@ class MakeRun:
         env.update(AMQP_URI=f"amqp://guest:guest@localhost:5672/{self.vhost}",
                    VOCREG_DATA_DIR=str(self.data_dir), VOCREG_DB_PORT=str(self.db_port),
                    GRPC_PORT=str(self.grpc_port), EDGE_METRICS_PORT="0", METRICS_PORT="0",
-                   EDGE_HEALTH_INTERVAL="0.5", VOCREG_CLOCK_FILE=str(self.clock_file),
+                   EDGE_HEALTH_INTERVAL="1.0", VOCREG_CLOCK_FILE=str(self.clock_file),
                    FILING_DISTRICT_QUOTA="100")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "services.run"], cwd=ROOT, env=env,
@@ -104,7 +104,7 @@ def test_make_run_keeps_every_record_across_a_stop_and_a_start(tmp_path):
         number = issuer(platform, 701).IssueCertificates(
             batch([row(1)]))["results"][0]["certificate_number"]
         regulator = Filing(platform.channel, "regulator")
-        before = regulator.GetInstitution({"institution_id": uscc(701)})["institution"]
+        before = eventually(lambda: _counted(regulator, 701), what="filing counts the certificate")
 
         assert platform.stop() == 0, platform.log.read_text()  # every process stopped cleanly
         # The database stopped with the platform, after it; its data stayed.
@@ -131,6 +131,12 @@ def test_make_run_keeps_every_record_across_a_stop_and_a_start(tmp_path):
         assert nxt["results"][0]["certificate_number"] == number[:-6] + "000002"
     finally:
         platform.close()
+
+
+def _counted(filing: Filing, n: int) -> dict | None:
+    """Institution n once filing has counted its certificate (from CertificatesIssued)."""
+    institution = filing.GetInstitution({"institution_id": uscc(n)})["institution"]
+    return institution if institution.get("activity") else None
 
 
 def _server(tmp_path) -> localdb.DatabaseServer:
