@@ -54,14 +54,17 @@ class OutboxPublisher:
         self.provider = provider
         self.headers = headers
 
-    def publish_pending(self, document) -> int:
-        """Publish the pending events of one saved document; returns how many went out.
+    def publish_pending(self, document, only: set | None = None) -> int:
+        """Publish the pending events of one saved document (in order; with `only`, the first
+        ones whose ids are in it); returns how many went out.
 
         Failures are logged and left for the relay: the caller's write already succeeded.
         """
         sent = 0
         collection = type(document)._get_collection()
         for event in list(document.pending_events or ()):
+            if only is not None and event["event_id"] not in only:
+                break  # newer than the relay's last round: its own call is publishing it
             self.provider.crash_point(BEFORE_PUBLISH, event)
             try:
                 self.provider.send(event, self.headers)
@@ -77,12 +80,23 @@ class OutboxPublisher:
         return sent
 
     def relay(self, *document_classes, limit: int = 500) -> int:
-        """Publish events left pending in any of these collections (oldest documents first)."""
+        """Publish events left pending in any of these collections (oldest documents first),
+        once they have been pending for a whole round: each round notes what is pending and
+        publishes what the previous round of this worker already saw. An event just written
+        is being published by its own call; sending it here too would race that call (with a
+        real database the write, the publish and the pull take milliseconds) and deliver it
+        twice. What a crash, an outage or a failed confirm left goes out one round later."""
+        seen_before = self.provider.pending_seen
+        seen_now: set[str] = set()
         sent = pending = 0
         for cls in document_classes:
             for document in cls.objects(pending_events__0__exists=True).order_by("id")[:limit]:
-                pending += len(document.pending_events)
-                sent += self.publish_pending(document)
+                ids = [e["event_id"] for e in document.pending_events]
+                pending += len(ids)
+                seen_now.update(ids)
+                if ids[0] in seen_before:
+                    sent += self.publish_pending(document, only=seen_before)
+        self.provider.pending_seen = seen_now
         OUTBOX_PENDING.labels(self.provider.container.service_name).set(pending - sent)
         return sent
 
@@ -105,6 +119,7 @@ class Outbox(EventDispatcher):
 
     def setup(self):
         super().setup()
+        self.pending_seen: set[str] = set()  # event ids the last relay round found pending
         self._faults_left = int(self.container.config.get("FAULT_INJECT_PUBLISH_FAILURES", 0) or 0)
         self._kill_at = self.container.config.get("FAULT_INJECT_KILL") or ""
         if self._kill_at not in ("", BEFORE_PUBLISH, AFTER_PUBLISH):
