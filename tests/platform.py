@@ -166,17 +166,23 @@ class Platform:
                          for p in sorted(self.tmp_path.glob("*.log")))
 
     def stop_process(self, name: str, timeout: float = 20.0) -> int:
-        proc = self.procs[name]
+        self._terminate(name)
+        return self._await_exit(name, timeout)
+
+    def _terminate(self, name: str) -> None:
         self.stopped.add(name)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                return -9
-        return proc.returncode
+        if self.procs[name].poll() is None:
+            self.procs[name].send_signal(signal.SIGTERM)
+
+    def _await_exit(self, name: str, timeout: float = 20.0) -> int:
+        """The exit code; SIGKILL (and -9) if it did not stop within `timeout`."""
+        proc = self.procs[name]
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -9
 
     def kill_process(self, name: str) -> int:
         """SIGKILL: the process dies where it is, with no chance to clean up."""
@@ -218,9 +224,13 @@ class Platform:
             self.channel.close()
         workers = [self.worker_key(s) for s in self.services]
         workers += [k for k in self.procs if k != "edge" and k not in workers]
-        for name in ["edge"] + workers:
-            if name in self.procs:
-                codes[name] = self.stop_process(name)
+        if "edge" in self.procs:
+            codes["edge"] = self.stop_process("edge")  # no new calls reach the workers
+        workers = [n for n in workers if n in self.procs]
+        for name in workers:  # then every worker at once: each takes seconds to drain
+            self._terminate(name)
+        for name in workers:
+            codes[name] = self._await_exit(name)
         delete_vhost(self.vhost)
         self.databases.drop_all()
         return codes
