@@ -44,7 +44,10 @@ def started() -> bool:
 
 def stop_server() -> int | None:
     """Stop the session's server; its exit code (0: a clean shutdown), None if none ran."""
-    global _server
+    global _server, _client
+    if _client is not None:
+        _client.close()
+        _client = None
     if _server is None:
         return None
     running, _server = _server, None
@@ -58,11 +61,18 @@ def unique_name(label: str) -> str:
     return f"{label}_{uuid.uuid4().hex[:10]}"
 
 
-def client():
-    """A pymongo client to the session's server (for tests that look inside or tidy up)."""
-    import pymongo
+_client = None
 
-    return pymongo.MongoClient(server().uri, tz_aware=True)
+
+def client():
+    """The pymongo client to the session's server (for tests that look inside or tidy up);
+    one for the session, closed with the server."""
+    global _client
+    if _client is None:
+        import pymongo
+
+        _client = pymongo.MongoClient(server().uri, tz_aware=True)
+    return _client
 
 
 class Databases:
@@ -80,7 +90,6 @@ class Databases:
     def drop_all(self) -> None:
         if not self.names or not started():
             return
-        with client() as c:
-            for name in self.names:
-                c.drop_database(name)
+        for name in self.names:
+            client().drop_database(name)
         self.names = []
