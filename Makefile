@@ -7,13 +7,13 @@ GEN    := services/gen
 PROTOS := $(shell find protos -name '*.proto' | sort)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install protos run test test-unit test-integration test-e2e lint bench deploy-files docs clean
+.PHONY: install protos run wipe test test-unit test-integration test-e2e lint bench deploy-files docs clean
 
 install: $(VENV)/.installed $(GEN)/.stamp
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,localdb]'
 	touch $@
 
 # Stubs are build output (git ignores them); the .pth file puts them on the venv's path so
@@ -29,9 +29,14 @@ protos: $(VENV)/.installed
 	rm -f $(GEN)/.stamp
 	$(MAKE) $(GEN)/.stamp
 
-# The platform on the embedded defaults: every worker and the edge on the local broker.
+# The platform on the local defaults: a local database server (data kept in .data/, unless
+# MONGO_URI names a server), every worker and the edge on the local broker.
 run: install
 	$(BIN)/python -m services.run
+
+# Delete the local database of `make run` (refused while it runs).
+wipe: install
+	$(BIN)/python -m services.localdb wipe
 
 # Unit and integration tests run under `nameko test` (eventlet-patched, real RabbitMQ);
 # e2e and deploy tests run in plain pytest because grpcio must never share a process

@@ -1,4 +1,4 @@
-"""`make run`: every worker and the edge on the local broker, stopped together on Ctrl-C.
+"""`make run`: the local database, every worker and the edge, stopped together on Ctrl-C.
 
 Each is its own process (grpcio and eventlet never share one). If any of them dies, the
 others are stopped and the exit code says so: a half-running platform is not left behind.
@@ -8,6 +8,10 @@ listen on (GRPC_PORT, EDGE_METRICS_PORT, each worker's metrics port), the broker
 of AMQP_URI (it creates nothing on the broker: a vhost is made with rabbitmqctl), and that no
 other vocreg platform serves that vhost (two platforms on one vhost would share RPC queues and
 answer each other's calls).
+
+Unless MONGO_URI names a server, the local database server (services/localdb.py) is started
+first, with its data under `.data/`, and stopped last, after the workers have finished their
+writes; a server already running from `.data/` (another `make run`) is used and left running.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from services import localdb
 from services.common import config
 from services.common.spec import registry
 
@@ -126,8 +131,26 @@ def broker_problem(uri: str, services) -> str | None:
 
 
 def start(cmd: list[str], env_extra: dict | None = None) -> subprocess.Popen:
+    """A child in its own process group: Ctrl-C reaches only this process, which then stops
+    each child once, with SIGTERM (a nameko worker sent SIGINT and then SIGTERM hangs until
+    killed). It gets SIGTERM if this process dies, so none is ever orphaned."""
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", *cmd], env=env)
+    return subprocess.Popen([sys.executable, "-m", *cmd], env=env, stdin=subprocess.DEVNULL,
+                            process_group=0, preexec_fn=localdb.parent_death_signal())
+
+
+def start_database() -> tuple[localdb.DatabaseServer | None, str]:
+    """The local server, started here (and so stopped here) unless MONGO_URI names one or a
+    server from `.data/` is already running; a line saying which."""
+    if config.env("MONGO_URI", ""):
+        return None, "database: MONGO_URI (no local server started)"
+    server = localdb.local_server()
+    pid = server.running_pid()
+    if pid is not None:
+        return None, (f"database: the local server already running from {server.home} "
+                      f"(pid {pid}), left running when the platform stops")
+    server.start()
+    return server, f"database: local server on {server.uri}, data in {server.home}"
 
 
 def preflight(specs) -> tuple[str | None, dict]:
@@ -151,25 +174,28 @@ def preflight(specs) -> tuple[str | None, dict]:
 
 def main() -> int:
     specs = registry()
-    services = list(specs)
     problem, metrics = preflight(specs)
     if problem:
         print(problem, file=sys.stderr, flush=True)
         return 2
-    children = {}
-    for name in services:
-        children[f"worker:{name}"] = start(["services.common.worker", name],
-                                           {"METRICS_PORT": str(metrics[name][0])})
-    children["edge"] = start(["services.common.edge", "--services", ",".join(services)])
-    port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
-    edge_metrics = config.env_int("EDGE_METRICS_PORT", config.DEFAULT_EDGE_METRICS_PORT)
-    worker_ports = ", ".join(f"{s} :{metrics[s][0]}" if metrics[s][0] else f"{s} off"
-                             for s in services)
-    print(f"vocreg: workers {', '.join(services)} on {config.amqp_uri().rpartition('@')[2]}; "
-          f"gRPC edge on localhost:{port}; metrics: edge "
-          f"{':' + str(edge_metrics) if edge_metrics else 'off'}, {worker_ports}. "
-          "Ctrl-C stops everything.", flush=True)
+    try:
+        database, database_line = start_database()
+    except localdb.DatabaseServerError as exc:
+        print(f"vocreg: the local database did not start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C while it started: it was stopped again
+        return 130
+    try:
+        return run_platform(database, database_line, {n: p for n, (p, _) in metrics.items()})
+    finally:
+        if database is not None:
+            code = database.stop()
+            print(f"vocreg: database stopped ({code})", flush=True)
 
+
+def run_platform(database: localdb.DatabaseServer | None, database_line: str,
+                 ports: dict[str, int]) -> int:
+    # From here on Ctrl-C only asks for a stop: what was started is always stopped below.
     stopping = False
 
     def request_stop(signum, frame):
@@ -178,6 +204,23 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGHUP, request_stop)  # the terminal closed: stop, do not orphan
+    specs = registry()
+    services = list(specs)
+    children = {}
+    for name in services:
+        children[f"worker:{name}"] = start(["services.common.worker", name],
+                                           {"METRICS_PORT": str(ports[name])})
+    children["edge"] = start(["services.common.edge", "--services", ",".join(services)])
+    port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
+    edge_metrics = config.env_int("EDGE_METRICS_PORT", config.DEFAULT_EDGE_METRICS_PORT)
+    worker_ports = ", ".join(f"{s} :{ports[s]}" if ports[s] else f"{s} off" for s in services)
+    print(f"vocreg: workers {', '.join(services)} on {config.amqp_uri().rpartition('@')[2]}; "
+          f"gRPC edge on localhost:{port}; metrics: edge "
+          f"{':' + str(edge_metrics) if edge_metrics else 'off'}, {worker_ports}. "
+          "Ctrl-C stops everything.", flush=True)
+    print(f"vocreg: {database_line}", flush=True)
+
     exit_code = 0
     while not stopping:
         for label, child in children.items():
@@ -186,6 +229,10 @@ def main() -> int:
                       file=sys.stderr, flush=True)
                 exit_code, stopping = 1, True
                 break
+        if database is not None and not stopping and not database.alive():
+            print(f"vocreg: the database server exited with {database.process.returncode}; "
+                  f"stopping the rest (its log: {database.log_file})", file=sys.stderr, flush=True)
+            exit_code, stopping = 1, True
         time.sleep(0.2)
 
     for child in children.values():
@@ -199,7 +246,8 @@ def main() -> int:
             print(f"vocreg: {label} did not stop in time; killing it", file=sys.stderr)
             child.kill()
             child.wait()
-    print("vocreg: stopped", flush=True)
+            exit_code = 1
+    print("vocreg: platform stopped", flush=True)
     return exit_code
 
 

@@ -18,7 +18,10 @@ log = logging.getLogger(__name__)
 
 class Clock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        """UTC, to the millisecond: the precision MongoDB keeps (BSON dates), so a time a
+        call answers with is the time a later read of the stored record answers with."""
+        now = datetime.now(timezone.utc)
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class FileClock(Clock):

@@ -18,6 +18,10 @@ DEV_PAGE_TOKEN_SECRET = "vocreg-dev-page-tokens-not-for-production"
 # Local ports: one edge for all services; each worker's metrics port is in its ServiceSpec.
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_EDGE_METRICS_PORT = 9100
+# The local database server `make run` starts (services/localdb.py): not MongoDB's 27017, so
+# a MongoDB already installed on the machine is never mistaken for it or collided with.
+DEFAULT_LOCAL_DB_PORT = 27027
+DEFAULT_LOCAL_DATA_DIR = ".data"
 
 
 def env(name: str, default: str) -> str:
@@ -71,9 +75,26 @@ def amqp_uri() -> str:
     return env("AMQP_URI", DEFAULT_AMQP_URI)
 
 
+def local_db_port() -> int:
+    return env_int("VOCREG_DB_PORT", DEFAULT_LOCAL_DB_PORT)
+
+
+def local_data_dir() -> str:
+    return env("VOCREG_DATA_DIR", DEFAULT_LOCAL_DATA_DIR)
+
+
 def mongo_uri(service: str) -> str:
-    """Each service owns its database; the default is the embedded in-memory one."""
-    return env("MONGO_URI", f"mongomock://localhost/vocreg_{service}")
+    """Each service owns its database (vocreg_<service>). The default is the local server
+    `make run` starts; production sets MONGO_URI (a URI without a database name gives each
+    service its own, vocreg_<service>, on that server).
+
+    A worker publishes a change's events once the write is acknowledged, so the write must
+    outlive a crash of the database by then: on the local single server `journal=true` (the
+    write is in the store's log before the answer; measured: without it, writes of the last
+    fraction of a second were lost to a `kill -9` of the server); in production the replica
+    set's default write concern, w=majority, which is journaled (never set w=1 there)."""
+    return env("MONGO_URI", f"mongodb://127.0.0.1:{local_db_port()}/vocreg_{service}"
+                            "?journal=true")
 
 
 def jwt_secret() -> str:
@@ -115,8 +136,11 @@ def worker_config(service: str) -> dict:
         "METRICS_PORT": env_int("METRICS_PORT", _declared_metrics_port(service)),
         "max_workers": env_int("MAX_WORKERS", 10),
         "PROVINCE_CODE": env("PROVINCE_CODE", "41"),
-        # Chaos knob for the e2e tests: the first N event publishes fail as a crash would.
+        # Chaos knobs for the e2e tests (services/common/bus.py Outbox): the first N event
+        # publishes fail as a broker outage would; the worker SIGKILLs itself at its first
+        # publish, before_publish (events stored, not sent) or after_publish (sent, not pulled).
         "FAULT_INJECT_PUBLISH_FAILURES": env_int("FAULT_INJECT_PUBLISH_FAILURES", 0),
+        "FAULT_INJECT_KILL": env("FAULT_INJECT_KILL", ""),
         # Tests only: read the time from this file (services/common/clock.py).
         "CLOCK_FILE": env("VOCREG_CLOCK_FILE", ""),
         "serializer": "json",

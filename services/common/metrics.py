@@ -34,6 +34,10 @@ OUTBOX_PENDING = Gauge(
 PUBLISH_FAILURES = Counter(
     "vocreg_event_publish_failures_total", "Publish attempts that failed; the relay retries.",
     ["service"])
+WRITE_CONFLICTS = Counter(
+    "vocreg_write_conflicts_total",
+    "Conditional writes refused because another writer changed the document first (a racing "
+    "call, or two workers sweeping at once); the loser reads again or skips.", ["document"])
 
 _served_ports: set[int] = set()
 

@@ -75,6 +75,20 @@ class ServiceSpec:
         models = importlib.import_module(f"{self.module}.models")
         return tuple(getattr(models, name) for name in self.aggregates)
 
+    def document_classes(self) -> tuple:
+        """Every stored document class in services/<name>/models.py (bound to the service's
+        database alias), aggregates or not: the worker creates their indexes at start."""
+        from mongoengine import Document
+
+        models = importlib.import_module(f"{self.module}.models")
+        found = []
+        for value in vars(models).values():
+            if isinstance(value, type) and issubclass(value, Document) \
+                    and not value._meta.get("abstract") and value.__module__ == models.__name__ \
+                    and value._meta.get("db_alias") == self.name:
+                found.append(value)
+        return tuple(found)
+
 
 @cache
 def registry() -> dict[str, ServiceSpec]:

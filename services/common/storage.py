@@ -10,6 +10,7 @@ from mongoengine import DictField, Document, IntField, ListField
 from mongoengine.errors import NotUniqueError, SaveConditionError
 
 from services.common.errors import AlreadyExists, Conflict
+from services.common.metrics import WRITE_CONFLICTS
 
 
 class Aggregate(Document):
@@ -46,5 +47,6 @@ class Aggregate(Document):
             self.save(save_condition={"version": read_version})
         except SaveConditionError:
             self.version = read_version
+            WRITE_CONFLICTS.labels(type(self).__name__).inc()
             raise Conflict(f"{type(self).__name__.lower()} was changed concurrently; "
                            "read it again and retry") from None

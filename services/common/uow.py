@@ -27,7 +27,7 @@ from services.common import idempotency
 from services.common.auth import Identity
 from services.common.bus import Outbox, new_event, utcnow
 from services.common.errors import AlreadyExists, Conflict, InvalidArgument
-from services.common.mongo import connect, disconnect
+from services.common.mongo import configured_uri, connect, disconnect, ensure_indexes
 from services.common.spec import spec as service_spec
 from services.common.storage import Aggregate
 
@@ -251,9 +251,9 @@ class UnitOfWorkProvider(Outbox):
         super().setup()
         self.alias = self.container.service_name
         self.spec = service_spec(self.alias)
-        uri = self.container.config.get("MONGO_URI") or f"mongomock://localhost/vocreg_{self.alias}"
         disconnect(self.alias)
-        connect(self.alias, uri)
+        connect(self.alias, configured_uri(self.container.config, self.alias))
+        ensure_indexes(self.alias)
         from services.common.protos import service_proto
         self.events_module = service_proto(self.alias).events
 

@@ -2,9 +2,10 @@
 
   issue 10k via gRPC / direct insert - IssueCertificates with 10,000 rows through the edge,
       the bus and the worker (checks, filing questions, numbering, events), against inserting
-      the same 10,000 documents straight into the same kind of database with mongoengine;
+      the same 10,000 documents straight into a database on the same server with mongoengine;
   verify via edge / edge bare round trip - the public VerifyCertificate through the edge,
-      against the edge answering a health check by itself.
+      against the edge answering a health check by itself; and the database's own share,
+      the same indexed lookup by number straight over pymongo.
 
 Filing is a stand-in (BenchFiling below, run with `nameko run`): the benchmark measures the
 registry, not filing's rules, and needs no filed institution.
@@ -59,13 +60,16 @@ def rows(n: int) -> list[dict]:
 
 
 def direct_insert_seconds(batch_rows: list[dict]) -> float:
-    """The same documents, inserted with mongoengine into a fresh embedded database."""
+    """The same documents, inserted with mongoengine into a fresh database on the same server
+    (with the same indexes, unique certificate number included)."""
     import mongoengine
 
     from services.certificates.models import ALIAS, Certificate
-    from services.common.mongo import connect, disconnect
+    from services.common.mongo import connect, disconnect, ensure_indexes
+    from tests import database
 
-    connect(ALIAS, f"mongomock://localhost/bench_{uuid.uuid4().hex[:8]}")
+    connect(ALIAS, database.server().database_uri(f"bench_{uuid.uuid4().hex[:8]}"))
+    ensure_indexes(ALIAS)
     try:
         today = datetime.now(timezone.utc).date()
         started = time.perf_counter()
@@ -139,6 +143,10 @@ def run(report) -> None:
             health_pb2.HealthCheckRequest(service=""), timeout=5))
         verify = measure("verify via edge", lambda: stub.VerifyCertificate(
             verify_request, timeout=5))
+        # The database's share: the same indexed lookup straight over pymongo.
+        certificates = plat.db("certificates").certificates
+        lookup = measure("lookup in the database", lambda: certificates.find_one(
+            {"certificate_number": number}))
 
         report("")
         report(f"certificates: issue {ROWS} via gRPC {issue:.2f} s (median of {ISSUE_ROUNDS}), "
@@ -148,6 +156,9 @@ def run(report) -> None:
                f"edge bare round trip p50 {bare['p50_ms']:.2f} ms ({bare['calls_per_s']:.0f}/s)")
         report(f"verify via edge / edge bare round trip (p50): "
                f"{verify['p50_ms'] / bare['p50_ms']:.2f}x")
+        report(f"of which the indexed lookup by number in the database p50 "
+               f"{lookup['p50_ms']:.2f} ms (over pymongo, among "
+               f"{certificates.count_documents({}):,} certificates)")
     finally:
         filing.terminate()
         filing.wait(timeout=10)
@@ -155,4 +166,10 @@ def run(report) -> None:
 
 
 if __name__ == "__main__":
-    run(print)
+    from tests import database
+
+    database.server(on_disk=True)
+    try:
+        run(print)
+    finally:
+        database.stop_server()

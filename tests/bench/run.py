@@ -8,6 +8,8 @@ Baselines measured in the same run on the same machine (absolute times drift her
   edge->worker  - ListRegister through the edge and the bus to the filing worker (public);
   edge->worker+auth - GetInstitution with a bearer token (verified at edge and worker).
 Calls are sequential, one at a time, after a warm-up. The ratios are what to watch.
+The database is the local server as `make run` runs it (secantusdb, its own process, the
+store on disk, each write journaled), started here and stopped at the end.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from tests import database
 from tests.e2e.grpc_client import Filing
 from tests.platform import ROOT, Platform, free_port
 
@@ -57,6 +60,8 @@ def wait_grpc(channel: grpc.Channel, timeout: float = 20) -> None:
 
 def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="vocreg-bench-"))
+    server = database.server(on_disk=True)
+    print(f"database: secantusdb on {server.uri}, store on disk, writes journaled")
     plat = Platform(tmp).start()
     echo_port = free_port()
     grpc_echo = subprocess.Popen([sys.executable, "-m", "tests.bench.echo_service", str(echo_port)],
@@ -111,6 +116,7 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=10)
         plat.stop()
+        database.stop_server()
     return 0
 
 

@@ -1,8 +1,8 @@
 """Integration tests: real nameko containers on the real RabbitMQ (a fresh vhost per test,
-made by nameko's `rabbit_config` through the management API), mongomock storage."""
+made by nameko's `rabbit_config` through the management API) and the session's database
+server (a fresh database per service and test, tests/conftest.py)."""
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -32,19 +32,19 @@ def clock():
 
 
 @pytest.fixture
-def service_config(rabbit_config):
+def service_config(rabbit_config, databases):
     def make(service: str, **overrides):
         cfg = vocreg_config.worker_config(service)
         cfg.update(rabbit_config)
-        cfg.update({"MONGO_URI": f"mongomock://localhost/test_{service}_{uuid.uuid4().hex[:8]}",
-                    "METRICS_PORT": 0})
+        cfg.update({"MONGO_URI": databases.uri(service), "METRICS_PORT": 0})
         cfg.update(overrides)
         return cfg
     return make
 
 
 @pytest.fixture
-def start_service(container_factory, service_config, clock):
+def start_service(service_config, container_factory, clock):
+    # service_config (and so the test's databases) first: torn down after the containers.
     def start(service_cls, replace_clock=True, **overrides):
         container = container_factory(service_cls, service_config(service_cls.name, **overrides))
         if replace_clock:

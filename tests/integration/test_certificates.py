@@ -192,6 +192,30 @@ def test_duplicate_upload_returns_the_first_numbers(registry, rpc_as):
     assert other["issued_count"] == 1
 
 
+def test_a_number_handed_out_twice_is_refused_by_the_database(registry, rpc_as):
+    """The unique index on certificate numbers, not only the counter: with the counter set
+    back (a restore from an older backup), the next row would get a number already issued.
+    The database refuses that row, the upload says so, and the first certificate stands."""
+    import mongoengine
+
+    inst = rpc_as(token("institution", 1))
+    first = inst.certificates.IssueCertificates(batch([row(1)]))
+    number = first["results"][0]["certificate_number"]
+    assert number == "S000041000001264000001"
+    counters = mongoengine.get_db("certificates")["counters"]
+    assert counters.update_one({"_id": "S000041000001:26:4"},
+                               {"$set": {"value": 0}}).modified_count == 1
+
+    answer = inst.certificates.IssueCertificates(batch([row(2)]))
+    assert (answer["issued_count"], answer["rejected_count"]) == (0, 1)
+    assert answer["results"][0]["errors"] == ["could not be stored; upload the row again"]
+    kept = inst.certificates.GetCertificate({"certificate_number": number})["certificate"]
+    assert kept["holder_id_number"] == holder(1)
+    # The counter moved past the taken serial: the row goes through when uploaded again.
+    again = inst.certificates.IssueCertificates(batch([row(2)]))
+    assert again["results"][0]["certificate_number"] == "S000041000001264000002"
+
+
 def test_late_reporting_is_accepted_and_flagged(registry, rpc_as):
     inst = rpc_as(token("institution", 1))
     answer = inst.certificates.IssueCertificates(batch([row(1)], assessed="2026-10-21"))

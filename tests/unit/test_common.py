@@ -210,3 +210,33 @@ def test_new_event_has_an_id_and_is_checked_against_events_proto():
         new_event(events_pb2, "filing", "ApplicationRefused", {"no_such_field": 1}, "system", now)
     with pytest.raises(LookupError):
         new_event(events_pb2, "filing", "NoSuchEvent", {}, "system", now)
+
+
+def test_the_clock_keeps_the_precision_the_database_keeps():
+    from datetime import timezone
+
+    from services.common.clock import Clock
+
+    now = Clock().now()
+    assert now.tzinfo is timezone.utc and now.microsecond % 1000 == 0
+
+
+def test_the_default_database_is_the_local_server_one_per_service(monkeypatch):
+    monkeypatch.delenv("MONGO_URI", raising=False)
+    monkeypatch.delenv("VOCREG_DB_PORT", raising=False)
+    assert config.mongo_uri("certificates") == \
+        "mongodb://127.0.0.1:27027/vocreg_certificates?journal=true"
+    monkeypatch.setenv("VOCREG_DB_PORT", "28000")
+    assert config.worker_config("filing")["MONGO_URI"] == \
+        "mongodb://127.0.0.1:28000/vocreg_filing?journal=true"
+    monkeypatch.setenv("MONGO_URI", "mongodb://db.example:27017/?replicaSet=rs0")
+    assert config.mongo_uri("filing") == "mongodb://db.example:27017/?replicaSet=rs0"
+
+
+def test_a_uri_without_a_database_gives_each_service_its_own_and_mongomock_is_refused():
+    from services.common.mongo import connect, database_name
+
+    assert database_name("mongodb://db:27017/?replicaSet=rs0", "vocreg_filing") == "vocreg_filing"
+    assert database_name("mongodb://db:27017/vocreg_x", "vocreg_filing") == "vocreg_x"
+    with pytest.raises(SystemExit, match="mongodb://"):
+        connect("filing", "mongomock://localhost/vocreg_filing")
