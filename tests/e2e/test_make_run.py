@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.spec import registry
 from services.run import worker_metrics_ports
+from tests import database
 from tests.platform import AUTH, MANAGEMENT, ROOT, Platform, eventually, free_port
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +35,8 @@ def vhost():
 def run_env(vhost: str, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update({"AMQP_URI": f"amqp://guest:guest@localhost:5672/{vhost}",
-                "MONGO_URI": f"mongomock://localhost/run_{uuid.uuid4().hex[:8]}",
+                # The session's test database server: each service its vocreg_<service> there.
+                "MONGO_URI": database.server().uri,
                 "GRPC_PORT": str(free_port()), "EDGE_METRICS_PORT": str(free_port()),
                 "METRICS_PORT": str(free_port()), "EDGE_HEALTH_INTERVAL": "0.5"})
     env.update(extra)

@@ -89,15 +89,20 @@ def test_a_filing_code_belongs_to_one_institution(service_db):
 
 
 def test_one_open_application_per_institution_and_one_per_request_id(service_db):
+    """A created aggregate's id is derived from its request (services/common/idempotency.py
+    new_id), so the same request id again collides on the primary key."""
+    from services.common.idempotency import RequestRecord, new_id
+
     db = service_db("filing")
-    db.applications.insert_one({"_id": "a1", "request_key": "I:r1", "open_key": "I"})
+    first = new_id(RequestRecord("key-of-I-r1", "digest", "r1"), 0)
+    db.applications.insert_one({"_id": first, "open_key": "I"})
     with pytest.raises(DuplicateKeyError):  # a second open application
-        db.applications.insert_one({"_id": "a2", "request_key": "I:r2", "open_key": "I"})
+        db.applications.insert_one({"_id": new_id(RequestRecord("key-of-I-r2", "d", "r2"), 0),
+                                    "open_key": "I"})
     with pytest.raises(DuplicateKeyError):  # the same request id again
-        db.applications.insert_one({"_id": "a3", "request_key": "I:r1"})
+        db.applications.insert_one({"_id": new_id(RequestRecord("key-of-I-r1", "d", "r1"), 0)})
     # Closed applications carry no open_key: any number of them (the index is sparse).
-    db.applications.insert_many([{"_id": "a4", "request_key": "I:r4"},
-                                 {"_id": "a5", "request_key": "I:r5"}])
+    db.applications.insert_many([{"_id": "a4"}, {"_id": "a5"}])
     assert db.applications.count_documents({}) == 3
 
 
