@@ -98,7 +98,7 @@ def run(report) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vocreg-bench-certificates-"))
     plat = Platform(tmp, services=("certificates",)).start()
     filing = subprocess.Popen(
-        [sys.executable, "-m", "nameko", "run", "--broker", plat.amqp_uri,
+        [sys.executable, "-m", "services.common.nameko_cli", "run", "--broker", plat.amqp_uri,
          "tests.bench.certificates_bench:BenchFiling"], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -62,7 +62,7 @@ def main() -> int:
     grpc_echo = subprocess.Popen([sys.executable, "-m", "tests.bench.echo_service", str(echo_port)],
                                  cwd=ROOT)
     nameko_echo = subprocess.Popen(
-        [sys.executable, "-m", "nameko", "run", "--broker", plat.amqp_uri,
+        [sys.executable, "-m", "services.common.nameko_cli", "run", "--broker", plat.amqp_uri,
          "tests.bench.echo_service:EchoService"], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
