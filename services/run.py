@@ -5,6 +5,7 @@ others are stopped and the exit code says so: a half-running platform is not lef
 """
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import subprocess
@@ -12,8 +13,10 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from services.common import config
+from services.common import config, logs
 from services.common.spec import registry
+
+log = logging.getLogger("vocreg.run")
 
 STOP_TIMEOUT = 15.0
 
@@ -34,10 +37,12 @@ def start(cmd: list[str], env_extra: dict | None = None) -> subprocess.Popen:
 
 
 def main() -> int:
+    logs.configure(config.env("LOG_LEVEL", "INFO"), "run")
     amqp = config.amqp_uri()
     if not broker_reachable(amqp):
-        print(f"RabbitMQ is not reachable at {urlsplit(amqp).hostname}:{urlsplit(amqp).port or 5672}; "
-              "start it (e.g. `rabbitmq-server -detached`) or set AMQP_URI.", file=sys.stderr)
+        log.critical(f"RabbitMQ is not reachable at {urlsplit(amqp).hostname}:"
+                     f"{urlsplit(amqp).port or 5672}; start it (e.g. `rabbitmq-server -detached`) "
+                     "or set AMQP_URI.")
         return 2
     specs = registry()
     services = list(specs)
@@ -47,10 +52,10 @@ def main() -> int:
                                            {"METRICS_PORT": str(specs[name].metrics_port)})
     children["edge"] = start(["services.common.edge", "--services", ",".join(services)])
     port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
-    print(f"vocreg: workers {', '.join(services)}; gRPC edge on localhost:{port}; "
-          f"metrics on :{config.DEFAULT_EDGE_METRICS_PORT} (edge) and "
-          f"{', '.join(str(specs[s].metrics_port) for s in services)} (workers). "
-          "Ctrl-C stops everything.", flush=True)
+    log.info(f"vocreg: workers {', '.join(services)}; gRPC edge on localhost:{port}; "
+             f"metrics on :{config.DEFAULT_EDGE_METRICS_PORT} (edge) and "
+             f"{', '.join(str(specs[s].metrics_port) for s in services)} (workers). "
+             "Ctrl-C stops everything.")
 
     stopping = False
 
@@ -64,8 +69,7 @@ def main() -> int:
     while not stopping:
         for label, child in children.items():
             if child.poll() is not None:
-                print(f"vocreg: {label} exited with {child.returncode}; stopping the rest",
-                      file=sys.stderr, flush=True)
+                log.error(f"vocreg: {label} exited with {child.returncode}; stopping the rest")
                 exit_code, stopping = 1, True
                 break
         time.sleep(0.2)
@@ -78,10 +82,10 @@ def main() -> int:
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f"vocreg: {label} did not stop in time; killing it", file=sys.stderr)
+            log.warning(f"vocreg: {label} did not stop in time; killing it")
             child.kill()
             child.wait()
-    print("vocreg: stopped", flush=True)
+    log.info("vocreg: stopped")
     return exit_code
 
 

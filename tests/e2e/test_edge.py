@@ -327,3 +327,19 @@ def test_tls_from_a_certificate_and_key_reloaded_when_renewed(tmp_path):
                 Filing(channel).ListRegister({}, timeout=3)
     finally:
         plat.stop()
+
+
+def test_the_launcher_logs_json_too(tmp_path):
+    """`make run`'s launcher: here, refusing to start without a broker, in one JSON line."""
+    import subprocess
+    import sys
+
+    from tests.platform import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "services.run"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30,
+                          env={**os.environ, "AMQP_URI": f"amqp://guest:guest@127.0.0.1:{free_port()}/"})
+    assert done.returncode == 2 and not done.stdout
+    [entry] = [json.loads(line) for line in done.stderr.splitlines()]
+    assert (entry["process"], entry["level"]) == ("run", "CRITICAL")
+    assert "RabbitMQ is not reachable" in entry["message"]
