@@ -91,7 +91,7 @@ def run(report) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from vocreg.certificates.v1 import certificates_pb2, certificates_pb2_grpc
 
-    from tests.bench.run import measure
+    from tests.bench.edge_bench import sequential as measure
     from tests.e2e.grpc_client import bearer
     from tests.platform import ROOT, Platform
 
