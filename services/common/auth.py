@@ -228,6 +228,11 @@ def verify_token(token: str | None, secret: str | None = None, *,
         raise Unauthenticated("token expired", reason="TOKEN_EXPIRED") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthenticated(f"invalid token: {exc}", reason="TOKEN_INVALID") from None
+    wrong = [name for name in ("sub", "role", "institution_id", "party_id")
+             if name in claims and not isinstance(claims[name], str)]
+    if wrong:
+        raise Unauthenticated(f"invalid token: {', '.join(wrong)} must be a string",
+                              reason="TOKEN_INVALID")
     role = claims.get("role")
     if role not in ROLES:
         raise Unauthenticated(f"invalid token: unknown role {str(role)[:20]!r}",
@@ -243,7 +248,7 @@ def verify_token(token: str | None, secret: str | None = None, *,
     if role in PARTY_ROLES and not party_id:
         raise Unauthenticated(f"invalid token: {role} token without party_id",
                               reason="TOKEN_INVALID")
-    return Identity(subject=str(claims["sub"]), role=role, institution_id=institution_id,
+    return Identity(subject=claims["sub"], role=role, institution_id=institution_id,
                     party_id=party_id)
 
 

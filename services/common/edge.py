@@ -101,6 +101,15 @@ def tolerant_parser(message_class):
     return parse
 
 
+def request_payload(request) -> dict:
+    """The request as the worker's dict. A message that decodes but has no JSON form (a
+    well-known type out of range, e.g. a Timestamp past year 9999) is the caller's error."""
+    try:
+        return to_dict(request)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgument(f"request: {exc}", reason="MALFORMED_REQUEST") from None
+
+
 class ServiceForwarder:
     """The generic handler of one service: every RPC forwarded to the worker."""
 
@@ -194,8 +203,8 @@ class ServiceForwarder:
         if timeout <= 0.001:
             raise DeadlineExceeded("the deadline passed before the call was sent")
         context_data = {"auth_token": token} if token else {}
-        result = self.client.call(self.service, method, to_dict(request), context_data, timeout,
-                                  call_id)
+        result = self.client.call(self.service, method, request_payload(request), context_data,
+                                  timeout, call_id)
         return from_dict(result, response_class)
 
 

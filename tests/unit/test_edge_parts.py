@@ -97,3 +97,16 @@ def test_a_configuration_error_is_logged_not_printed(caplog):
         assert logs.fail(log, "configuration error: X") == 1
     assert caplog.records[-1].getMessage() == "configuration error: X"
     assert logs.fail(log, 3) == 3 and logs.fail(log, None) == 0
+
+
+def test_a_request_without_a_json_form_is_invalid_argument():
+    from google.protobuf import timestamp_pb2
+
+    from services.common.edge import request_payload
+    from services.common.errors import InvalidArgument
+
+    assert request_payload(filing_pb2.GetInstitutionRequest(institution_id="X")) == {
+        "institution_id": "X"}
+    with pytest.raises(InvalidArgument, match="Timestamp is not valid") as caught:
+        request_payload(timestamp_pb2.Timestamp(seconds=2**62))
+    assert caught.value.reason == "MALFORMED_REQUEST"

@@ -1,5 +1,8 @@
 """Production identity: tokens an identity provider signs (RS256/ES256), verified against its
 JWKS with iss and aud; HS256 for development only."""
+import base64
+import json
+
 import pytest
 
 from services.common import auth
@@ -136,3 +139,15 @@ def test_the_command_documents_itself_as_the_development_issuer(capsys, idp):
     with pytest.raises(SystemExit) as exited:  # in production it issues nothing
         auth.main(["regulator"])
     assert exited.value.code == 2 and "identity provider" in capsys.readouterr().err
+
+
+def test_claims_of_the_wrong_type_are_refused_not_crashed_on(idp):
+    for claims in ({"sub": ["a"]}, {"institution_id": {"x": 1}, "role": "institution"},
+                   {"role": ["regulator"]}):
+        with pytest.raises(Unauthenticated, match="must be a string|unknown role"):
+            auth.verify_token(idp.token("rsa-1", **claims), at_edge=True)
+    segment = lambda data: base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()  # noqa: E731
+    odd_kid = ".".join([segment({"alg": "RS256", "kid": ["a"]}),
+                        segment({"sub": "x", "role": "regulator"}), "c2ln"])
+    with pytest.raises(Unauthenticated, match="not a JWT"):
+        auth.verify_token(odd_kid, at_edge=True)
