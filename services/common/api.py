@@ -4,6 +4,11 @@ It takes the request message as a dict and returns the response message as a dic
 the method runs: the caller's token (nameko `auth_token` context) is verified, the RPC's
 access policy from the proto is enforced, and the request is checked against its proto
 message, so internal callers on the bus meet the same rules as gRPC clients at the edge.
+
+A message is checked once: the edge built the request from the protobuf message it decoded
+and parses the response into its message before answering, so for a call the edge sends
+(context `vocreg_checked` naming this very method) the worker skips both checks. A 10,000-row
+batch spends about a quarter of a second on them. The token is verified here all the same.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from nameko.constants import AUTH_TOKEN_CONTEXT_KEY
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 
+from services.common.amqp_rpc import CHECKED_CONTEXT_KEY
 from services.common.auth import Identity, authorize, verify_token
 from services.common.errors import DELIBERATE_ERRORS, InvalidArgument
 from services.common.protos import access_policies, from_dict, service_proto
@@ -26,6 +32,7 @@ log = logging.getLogger(__name__)
 class CallInfo:
     token: str | None
     call_id: str
+    checked: str | None = None  # "<service>.<Method>" whose messages the edge checks
 
 
 class CallContext(DependencyProvider):
@@ -33,7 +40,8 @@ class CallContext(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return CallInfo(token=worker_ctx.data.get(AUTH_TOKEN_CONTEXT_KEY),
-                        call_id=worker_ctx.call_id)
+                        call_id=worker_ctx.call_id,
+                        checked=worker_ctx.data.get(CHECKED_CONTEXT_KEY))
 
 
 def check_message(request, service: str, message_name: str, what: str) -> None:
@@ -56,11 +64,14 @@ def api(method):
         authorize(access_policies(self.name).get(name), caller, f"{self.name}.{name}")
         descriptor = service_proto(self.name).service_descriptor.methods_by_name[name]
         request = {} if request is None else request
-        check_message(request, self.name, descriptor.input_type.name, "request")
+        checked_by_edge = getattr(self.call, "checked", None) == f"{self.name}.{name}"
+        if not checked_by_edge:
+            check_message(request, self.name, descriptor.input_type.name, "request")
         response = method(self, request, caller)
-        # A response that does not fit its message is a bug here, not the caller's fault.
-        from_dict(response, getattr(service_proto(self.name).messages,
-                                    descriptor.output_type.name))
+        if not checked_by_edge:
+            # A response that does not fit its message is a bug here, not the caller's fault.
+            from_dict(response, getattr(service_proto(self.name).messages,
+                                        descriptor.output_type.name))
         return response
 
     entrypoint.__name__ = name

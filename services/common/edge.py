@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from services.common import config, logs
 from services.common.amqp_rpc import (
+    CHECKED_CONTEXT_KEY,
     BusError,
     CallTimeout,
     ConsumerWatch,
@@ -202,7 +203,11 @@ class ServiceForwarder:
         timeout = min(timeout, self.settings.max_timeout)
         if timeout <= 0.001:
             raise DeadlineExceeded("the deadline passed before the call was sent")
-        context_data = {"auth_token": token} if token else {}
+        # The edge decoded the request from protobuf and parses the answer into its message
+        # below: the worker need not check either again (services/common/api.py).
+        context_data = {CHECKED_CONTEXT_KEY: f"{self.service}.{method}"}
+        if token:
+            context_data["auth_token"] = token
         result = self.client.call(self.service, method, request_payload(request), context_data,
                                   timeout, call_id)
         return from_dict(result, response_class)

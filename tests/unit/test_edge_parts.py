@@ -110,3 +110,30 @@ def test_a_request_without_a_json_form_is_invalid_argument():
     with pytest.raises(InvalidArgument, match="Timestamp is not valid") as caught:
         request_payload(timestamp_pb2.Timestamp(seconds=2**62))
     assert caught.value.reason == "MALFORMED_REQUEST"
+
+
+def test_a_message_is_checked_once_and_only_for_the_method_the_edge_checked():
+    from services.common.api import CallInfo, api
+    from services.common.errors import InvalidArgument
+
+    seen = []
+
+    class Filing:
+        name = "filing"
+
+        @api
+        def ListRegister(self, request, caller):
+            seen.append(request)
+            return {"entries": []}
+
+    service = Filing()
+    odd = {"page": {"page_size": "not a number"}}
+    # Sent by the edge for this very method: it decoded the request from protobuf already.
+    service.call = CallInfo(token=None, call_id="c1", checked="filing.ListRegister")
+    assert service.ListRegister(odd) == {"entries": []} and seen == [odd]
+    # Anyone else, or the flag carried on from another method's call: checked here.
+    for checked in (None, "certificates.IssueCertificates", "filing.GetInstitution"):
+        service.call = CallInfo(token=None, call_id="c2", checked=checked)
+        with pytest.raises(InvalidArgument, match="page_size"):
+            service.ListRegister(odd)
+    assert len(seen) == 1
