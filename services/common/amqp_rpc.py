@@ -101,10 +101,14 @@ def request_message(payload, context: dict, reply_to: str, correlation_id: str,
 
 
 def parse_reply(body):
-    """The result of a nameko reply body, or RemoteCallError."""
-    if isinstance(body, bytes | bytearray):
-        body = body.decode("utf-8")
-    reply = json.loads(body)
+    """The result of a nameko reply body, or RemoteCallError (a reply that is not one is the
+    worker's bug: "MalformedReply", which the edge answers as INTERNAL)."""
+    try:
+        reply = json.loads(body)
+        if not isinstance(reply, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        raise RemoteCallError("MalformedReply", "the worker's reply is not JSON", []) from None
     error = reply.get("error")
     if error:
         args = error.get("exc_args")
@@ -231,7 +235,7 @@ class RpcClient:
         except amqp.exceptions.NotFound:  # the idle check: the service's queue does not exist
             self._drop(channel)
             raise ServiceDown(service) from None
-        except (OSError, amqp.exceptions.AMQPError, ValueError) as exc:
+        except (OSError, amqp.exceptions.AMQPError) as exc:
             self._drop(channel)
             raise BusError(f"{type(exc).__name__} on the bus") from exc
 

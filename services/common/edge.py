@@ -135,6 +135,8 @@ class ServiceForwarder:
     def _handler(self, method: str, request_class, response_class):
         full_name = f"/{self.proto.full_name}/{method}"
         request_type = request_class.DESCRIPTOR.full_name
+        latency = GRPC_LATENCY.labels(full_name)
+        counters = {}  # code -> the method's counter child, looked up once
 
         def handle(request, context: grpc.ServicerContext):
             started = time.perf_counter()
@@ -175,8 +177,11 @@ class ServiceForwarder:
                 log.exception("%s: unexpected failure", full_name,
                               extra={"fields": {"call_id": call_id}})
             elapsed = time.perf_counter() - started
-            GRPC_CALLS.labels(full_name, code.name).inc()
-            GRPC_LATENCY.labels(full_name).observe(elapsed)
+            counter = counters.get(code)
+            if counter is None:
+                counter = counters[code] = GRPC_CALLS.labels(full_name, code.name)
+            counter.inc()
+            latency.observe(elapsed)
             identity = caller[0] if caller else None
             fields = {"method": full_name, "code": code.name,
                       "duration_ms": round(elapsed * 1000, 3), "call_id": call_id,

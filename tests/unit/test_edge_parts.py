@@ -35,6 +35,10 @@ def test_a_reply_is_the_result_or_the_workers_error_with_its_args():
             "exc_args": ["no such id", {"reason": "NOT_FOUND"}], "value": "no such id"}}))
     assert (caught.value.exc_type, caught.value.value) == ("NotFound", "no such id")
     assert caught.value.exc_args == ["no such id", {"reason": "NOT_FOUND"}]
+    for garbage in (b"\xff\xfe", b"[1, 2]", b"{not json"):
+        with pytest.raises(amqp_rpc.RemoteCallError) as caught:
+            amqp_rpc.parse_reply(garbage)
+        assert caught.value.exc_type == "MalformedReply"  # not in the error table: INTERNAL
 
 
 def test_connection_parameters_from_the_amqp_uri():
