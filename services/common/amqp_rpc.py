@@ -24,6 +24,7 @@ call already waiting fails as soon as its request is back on a queue nobody cons
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import socket
@@ -33,6 +34,7 @@ import uuid
 from dataclasses import dataclass
 
 import amqp
+from amqp.transport import TCPTransport
 from kombu.utils.url import parse_url
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,53 @@ CHECKED_CONTEXT_KEY = "vocreg_checked"
 IDLE_CHECK_SECONDS = 30.0
 # How often a waiting call looks at its service's liveness.
 WAIT_SLICE_SECONDS = 0.1
+
+
+# What one read takes from the socket at most (see _BufferedTransport).
+READ_CHUNK = 65536
+
+
+class _BufferedTransport(TCPTransport):
+    """py-amqp reads exactly the bytes it needs next, one recv each: a reply (three frames)
+    cost about ten recv calls, each releasing and retaking the GIL among the edge's threads.
+    This reads what has arrived (up to READ_CHUNK) and keeps the rest for the next frame,
+    in the buffer py-amqp already keeps between reads."""
+
+    def _read(self, n, initial=False, _errnos=(errno.EAGAIN, errno.EINTR)):
+        recv = self._quick_recv
+        rbuf = self._read_buffer
+        try:
+            while len(rbuf) < n:
+                try:
+                    s = recv(max(n - len(rbuf), READ_CHUNK))
+                except OSError as exc:
+                    if exc.errno in _errnos:
+                        if initial and self.raise_on_initial_eintr:
+                            raise TimeoutError() from None
+                        continue
+                    raise
+                if not s:
+                    raise OSError("Server unexpectedly closed connection")
+                rbuf += s
+        except BaseException:
+            self._read_buffer = rbuf
+            raise
+        result, self._read_buffer = rbuf[:n], rbuf[n:]
+        return result
+
+
+class _Connection(amqp.Connection):
+    """amqp.Connection with buffered reads over plain TCP (TLS keeps py-amqp's own)."""
+
+    def Transport(self, host, connect_timeout, ssl=False, read_timeout=None, write_timeout=None,
+                  socket_settings=None, **kwargs):
+        if ssl:
+            return super().Transport(host, connect_timeout, ssl=ssl, read_timeout=read_timeout,
+                                     write_timeout=write_timeout,
+                                     socket_settings=socket_settings, **kwargs)
+        return _BufferedTransport(host, connect_timeout=connect_timeout,
+                                  read_timeout=read_timeout, write_timeout=write_timeout,
+                                  socket_settings=socket_settings, **kwargs)
 
 
 class RemoteCallError(Exception):
@@ -122,7 +171,7 @@ class _ThreadChannel:
 
     def __init__(self, params: dict):
         self.reply_key = uuid.uuid4().hex
-        self.connection = amqp.Connection(**params)
+        self.connection = _Connection(**params)
         self.connection.connect()
         self.channel = self.connection.channel()
         self.channel.exchange_declare(RPC_EXCHANGE, "topic", durable=True, auto_delete=False)
@@ -284,7 +333,7 @@ class ConsumerWatch(threading.Thread):
     def _read(self, service: str) -> QueueState:
         if self._channel is None:
             if self._connection is None:
-                self._connection = amqp.Connection(**self.params)
+                self._connection = _Connection(**self.params)
                 self._connection.connect()
             self._channel = self._connection.channel()
         try:

@@ -141,3 +141,24 @@ def test_a_message_is_checked_once_and_only_for_the_method_the_edge_checked():
         with pytest.raises(InvalidArgument, match="page_size"):
             service.ListRegister(odd)
     assert len(seen) == 1
+
+
+def test_the_edge_reads_what_has_arrived_and_keeps_the_rest_for_the_next_frame():
+    transport = object.__new__(amqp_rpc._BufferedTransport)
+    chunks, asked = [b"abcdefgh", TimeoutError(), b"ij"], []
+
+    def recv(size):
+        asked.append(size)
+        chunk = chunks.pop(0)
+        if isinstance(chunk, Exception):
+            raise chunk
+        return chunk
+
+    transport._quick_recv, transport._read_buffer = recv, b""
+    transport.raise_on_initial_eintr = True
+    assert transport._read(3) == b"abc" and asked == [amqp_rpc.READ_CHUNK]
+    assert transport._read(3) == b"def" and len(asked) == 1  # no system call: buffered
+    with pytest.raises(TimeoutError):
+        transport._read(4)
+    assert transport._read_buffer == b"gh"  # nothing lost to the timeout
+    assert transport._read(4) == b"ghij" and transport._read_buffer == b""
