@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from google.protobuf import json_format
 from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.timer import timer
 from prometheus_client import Counter
 
 from services.common import config
-from services.common.api import CallContext
+from services.common.api import CallContext, rpc
 from services.common.auth import Identity
 from services.common.clock import ClockProvider
 from services.common.metrics import WORKER_CALLS, WORKER_LATENCY, serve
