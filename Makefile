@@ -7,7 +7,7 @@ GEN    := services/gen
 PROTOS := $(shell find protos -name '*.proto' | sort)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install protos run test test-unit test-integration test-e2e lint bench deploy-files clean
+.PHONY: install protos run test test-unit test-integration test-e2e lint bench deploy-files docs clean
 
 install: $(VENV)/.installed $(GEN)/.stamp
 
@@ -53,7 +53,7 @@ test-e2e: install
 	$(BIN)/pytest -p no:nameko tests/e2e
 
 lint: install
-	$(BIN)/ruff check services tests
+	$(BIN)/ruff check services tests protos
 	cd protos && npx --yes @bufbuild/buf@1.75.0 lint
 
 bench: install
@@ -64,6 +64,12 @@ bench: install
 # tests/deploy fails while the committed files differ from a fresh render.
 deploy-files: $(VENV)/.installed
 	$(BIN)/python deploy/render.py
+
+# protos/README.md (the API and event contracts) and README.md's walkthrough and areas,
+# rendered from the protos and protos/examples/; tests/deploy/test_docs.py fails while they
+# differ from a fresh render.
+docs: install
+	$(BIN)/python protos/render.py
 
 clean:
 	rm -rf $(VENV) $(GEN)

@@ -2,10 +2,17 @@
 
 Each is its own process (grpcio and eventlet never share one). If any of them dies, the
 others are stopped and the exit code says so: a half-running platform is not left behind.
+
+Before starting anything it checks, each in one line naming what to set: every port it will
+listen on (GRPC_PORT, EDGE_METRICS_PORT, each worker's metrics port), the broker and the vhost
+of AMQP_URI (it creates nothing on the broker: a vhost is made with rabbitmqctl), and that no
+other vocreg platform serves that vhost (two platforms on one vhost would share RPC queues and
+answer each other's calls).
 """
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -30,31 +37,141 @@ def broker_reachable(uri: str) -> bool:
         return False
 
 
+# --- checks before anything starts (each answers one line, or None) -----------------------
+def worker_metrics_ports(specs, environ=None) -> dict[str, tuple[int, str]]:
+    """Each worker's metrics port and the variable that sets it. METRICS_PORT is the base: the
+    first declared service's port (filing, 9101 by default), the others at their declared
+    offsets from it (certificates 9104: base + 3); 0 turns worker metrics off.
+    <SERVICE>_METRICS_PORT (e.g. CERTIFICATES_METRICS_PORT) sets one worker's port."""
+    environ = os.environ if environ is None else environ
+    first = min(s.metrics_port for s in specs.values())
+    base = _int(environ, "METRICS_PORT", first)
+    ports = {}
+    for name, declared in specs.items():
+        variable = f"{name.upper()}_METRICS_PORT"
+        if environ.get(variable):
+            ports[name] = (_int(environ, variable, 0), variable)
+        else:
+            ports[name] = (0 if base == 0 else base + declared.metrics_port - first,
+                           f"{variable} or METRICS_PORT")
+    return ports
+
+
+def _int(environ, name: str, default: int) -> int:
+    raw = environ.get(name) or ""
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"configuration error: {name}={raw!r} is not an integer") from None
+
+
+def port_in_use(port: int) -> bool:
+    """Someone listens on `port` (any interface). SO_REUSEADDR as the servers themselves set
+    it, so a port in TIME_WAIT does not count."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return True
+    return False
+
+
+def port_problem(ports: list[tuple[int, str]]) -> str | None:
+    """The first port in use, as one line naming the variable that moves it."""
+    for port, variable in ports:
+        if port and port_in_use(port):
+            return (f"vocreg: port {port} ({variable}) is in use by another program; "
+                    f"set {variable.split(' or ')[0]} to a free port")
+    return None
+
+
+def broker_problem(uri: str, services) -> str | None:
+    """Why the platform cannot use the broker and vhost of `uri`, or None. Creates nothing:
+    it opens a connection and asks, passively, whether each RPC queue has a consumer."""
+    from amqp.exceptions import AccessRefused, NotAllowed, NotFound
+    from kombu import Connection
+
+    parts = urlsplit(uri)
+    where = f"{parts.hostname or 'localhost'}:{parts.port or 5672}"
+    with Connection(uri, connect_timeout=3) as connection:
+        vhost = connection.virtual_host
+        try:
+            connection.connect()
+        except NotAllowed:
+            return (f"vocreg: RabbitMQ at {where} has no vhost {vhost!r} (AMQP_URI); create it "
+                    f"(rabbitmqctl add_vhost {vhost} && rabbitmqctl set_permissions -p {vhost} "
+                    f"{connection.userid} '.*' '.*' '.*') or set AMQP_URI to another vhost")
+        except AccessRefused:
+            return (f"vocreg: RabbitMQ at {where} refused user {connection.userid!r} on vhost "
+                    f"{vhost!r} (AMQP_URI): check the user, password and permissions")
+        except OSError:
+            return (f"vocreg: RabbitMQ is not reachable at {where}; start it (e.g. "
+                    "`rabbitmq-server -detached`) or set AMQP_URI")
+        for name in services:
+            channel = connection.channel()
+            try:
+                _, _, consumers = channel.queue_declare(queue=f"rpc-{name}", passive=True)
+            except NotFound:
+                continue  # the channel is closed by the broker; the next uses a new one
+            finally:
+                if channel.is_open:
+                    channel.close()
+            if consumers:
+                return (f"vocreg: another vocreg platform is serving on vhost {vhost!r} of "
+                        f"{where} (rpc-{name} has {consumers} consumer(s)); stop it, or give "
+                        f"this one a vhost of its own: rabbitmqctl add_vhost vocreg2 && "
+                        f"rabbitmqctl set_permissions -p vocreg2 {connection.userid} '.*' '.*' "
+                        f"'.*', then AMQP_URI=amqp://{connection.userid}:…@{where}/vocreg2")
+    return None
+
+
 def start(cmd: list[str], env_extra: dict | None = None) -> subprocess.Popen:
-    import os
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", *cmd], env=env)
 
 
-def main() -> int:
-    logs.configure(config.env("LOG_LEVEL", "INFO"), "run")
+def preflight(specs) -> tuple[str | None, dict]:
+    """(the first problem as one line or None, each worker's metrics port)."""
     amqp = config.amqp_uri()
     if not broker_reachable(amqp):
-        log.critical(f"RabbitMQ is not reachable at {urlsplit(amqp).hostname}:"
-                     f"{urlsplit(amqp).port or 5672}; start it (e.g. `rabbitmq-server -detached`) "
-                     "or set AMQP_URI.")
-        return 2
+        parts = urlsplit(amqp)
+        return (f"vocreg: RabbitMQ is not reachable at {parts.hostname}:{parts.port or 5672}; "
+                "start it (e.g. `rabbitmq-server -detached`) or set AMQP_URI"), {}
+    metrics = worker_metrics_ports(specs)
+    ports = [(config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT), "GRPC_PORT"),
+             (config.env_int("EDGE_METRICS_PORT", config.DEFAULT_EDGE_METRICS_PORT),
+              "EDGE_METRICS_PORT"), *metrics.values()]
+    taken = [p for p, _ in ports if p]
+    twice = sorted({p for p in taken if taken.count(p) > 1})
+    if twice:
+        return (f"vocreg: port {twice[0]} is set for two listeners "
+                f"({', '.join(v for p, v in ports if p == twice[0])}); give each its own"), metrics
+    return port_problem(ports) or broker_problem(amqp, list(specs)), metrics
+
+
+def main() -> int:
+    logs.configure(config.env("LOG_LEVEL", "INFO"), "run")  # one JSON object per line
     specs = registry()
     services = list(specs)
+    problem, metrics = preflight(specs)
+    if problem:
+        log.critical(problem)
+        return 2
     children = {}
     for name in services:
         children[f"worker:{name}"] = start(["services.common.worker", name],
-                                           {"METRICS_PORT": str(specs[name].metrics_port)})
+                                           {"METRICS_PORT": str(metrics[name][0])})
     children["edge"] = start(["services.common.edge", "--services", ",".join(services)])
     port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
-    log.info(f"vocreg: workers {', '.join(services)}; gRPC edge on localhost:{port}; "
-             f"metrics on :{config.DEFAULT_EDGE_METRICS_PORT} (edge) and "
-             f"{', '.join(str(specs[s].metrics_port) for s in services)} (workers). "
+    edge_metrics = config.env_int("EDGE_METRICS_PORT", config.DEFAULT_EDGE_METRICS_PORT)
+    worker_ports = ", ".join(f"{s} :{metrics[s][0]}" if metrics[s][0] else f"{s} off"
+                             for s in services)
+    log.info(f"vocreg: workers {', '.join(services)} on {config.amqp_uri().rpartition('@')[2]}; "
+             f"gRPC edge on localhost:{port}; metrics: edge "
+             f"{':' + str(edge_metrics) if edge_metrics else 'off'}, {worker_ports}. "
              "Ctrl-C stops everything.")
 
     stopping = False

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from services.common import idempotency
 from services.common.auth import PARTY_ROLES, issue_token, verify_token
 from services.common.entrypoints import Command
-from services.common.errors import AlreadyExists
+from services.common.errors import AlreadyExists, Conflict
+from services.common.storage import Aggregate
 from services.common.uow import Repository, UnitOfWork
 
 
@@ -42,6 +44,18 @@ class FakeRepository(Repository):
     def get(self, cls, pk):
         return self.store.get((cls, pk))
 
+    def load(self, cls, pk):
+        """What a query hands out: a copy of the stored document, tracked (the one the call
+        already holds, if any), so a call that fails leaves the store as it was."""
+        held = self.tracked(cls, pk)
+        if held is not None:
+            return held
+        stored = self.get(cls, pk)
+        return None if stored is None else self.track(_copy(stored))
+
+    def load_all(self, cls, keep=lambda doc: True) -> list:
+        return [self.load(cls, doc.pk) for doc in self.all(cls) if keep(doc)]
+
     def next_values(self, key: str, n: int = 1) -> int:
         self.counters[key] = self.counters.get(key, 0) + n
         return self.counters[key] - n + 1
@@ -55,8 +69,27 @@ class FakeRepository(Repository):
     def mark_handled(self, key: str) -> None:
         self.handled_keys.add(key)
 
+    def request_entries(self, key: str) -> list[dict]:
+        return [e for (kind, _), doc in self.store.items() if isinstance(doc, Aggregate)
+                for e in doc.request_log or () if e.get("key") == key]
+
     def ping(self) -> None:
         return None
+
+
+def _copy(doc):
+    copy = type(doc)._from_son(doc.to_mongo())
+    copy._clear_changed_fields()
+    return copy
+
+
+def _unique_keys(cls) -> list[tuple[tuple[str, ...], bool]]:
+    """The document's unique indexes: (fields, sparse)."""
+    found = []
+    for index in cls._meta.get("index_specs") or []:
+        if index.get("unique"):
+            found.append((tuple(f for f, _ in index["fields"]), bool(index.get("sparse"))))
+    return found
 
 
 class FakeUnitOfWork(UnitOfWork):
@@ -65,20 +98,42 @@ class FakeUnitOfWork(UnitOfWork):
     def __init__(self, repository: FakeRepository, events_module, clock, source: str = "test"):
         super().__init__(repository, events_module, source, clock, publisher=None)
         self.published: list[dict] = []
+        # Keys of documents another writer changes meanwhile: their next write is a Conflict.
+        self.concurrent: set = set()
 
-    def _write(self, aggregate) -> bool:
+    def _save(self, aggregate) -> None:
         key = (type(aggregate), aggregate.pk)
         if aggregate._created:
             if key in self.repo.store:
                 raise AlreadyExists(f"{type(aggregate).__name__.lower()} already exists")
+            self._check_unique(aggregate)
             aggregate._created = False
-        elif aggregate._get_changed_fields():
-            aggregate.version = (aggregate.version or 0) + 1
         else:
-            return False
+            if key in self.concurrent:
+                self.concurrent.discard(key)
+                raise Conflict(f"{type(aggregate).__name__.lower()} was changed concurrently")
+            self._check_unique(aggregate)
+            aggregate.version = (aggregate.version or 0) + 1
         aggregate._clear_changed_fields()
         self.repo.store[key] = aggregate
-        return True
+
+    def begin(self) -> FakeUnitOfWork:
+        """A new call: it holds nothing yet (the worker begins a unit of work per call)."""
+        self.repo.seen = []
+        self._written = []
+        self._reset_request()
+        return self
+
+    def _check_unique(self, aggregate) -> None:
+        """The model's unique indexes, as the database enforces them."""
+        cls = type(aggregate)
+        for fields, sparse in _unique_keys(cls):
+            values = tuple(getattr(aggregate, f) for f in fields)
+            if sparse and all(v is None for v in values):
+                continue
+            if any(other.pk != aggregate.pk and tuple(getattr(other, f) for f in fields) == values
+                   for other in self.repo.all(cls)):
+                raise AlreadyExists(f"{cls.__name__.lower()} already exists")
 
     def publish(self) -> int:
         written, self._written = self._written, []
@@ -98,12 +153,14 @@ class FakeUnitOfWork(UnitOfWork):
 
 
 def run(handler, uow: FakeUnitOfWork, clock, settings, request: dict | None = None,
-        caller=None, **ports):
-    """Call an RPC handler as the worker does: then flush and publish."""
-    result = handler(Command(request or {}, caller), uow, clock, settings, **ports)
-    uow.flush()
-    uow.publish()
-    return result
+        caller=None, rpc: str | None = None, **ports):
+    """Call an RPC handler as the worker does (services/common/idempotency.run: its request_id
+    looked up, then flush and publish). The RPC is the handler's name in CamelCase
+    (submit_application: SubmitApplication) of the service the unit of work is for."""
+    uow.begin()
+    rpc = rpc or "".join(part.title() for part in handler.__name__.split("_"))
+    return idempotency.run(handler, Command(request or {}, caller, "", rpc), uow, clock,
+                           settings, **ports)
 
 
 def caller(role: str, institution_id: str | None = None, sub: str | None = None,
@@ -111,3 +168,11 @@ def caller(role: str, institution_id: str | None = None, sub: str | None = None,
     if role in PARTY_ROLES and party_id is None:
         party_id = f"{role}-1"
     return verify_token(issue_token(role, sub or role, institution_id, party_id=party_id))
+
+
+def page_of(docs, key: str, size: int, after: str | None) -> tuple[list, str | None]:
+    """services.common.repository.keyset_page over a list."""
+    docs = sorted((d for d in docs if after is None or getattr(d, key) > after),
+                  key=lambda d: getattr(d, key))
+    rows = docs[:size]
+    return rows, (getattr(rows[-1], key) if len(docs) > size and rows else None)

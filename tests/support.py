@@ -57,3 +57,17 @@ def token(role: str, institution_n: int | None = None, sub: str | None = None,
 
 PASSED_EVALUATION = {"materials_check_passed": True, "expert_review_passed": True,
                      "site_visit_passed": True, "notes": "all three steps passed"}
+
+
+def conditions(since: str = "2024-01-01", person_times: int = 800,
+               occupations: tuple[str, ...] = ("4-10-01-02",)) -> dict:
+    """A declaration of the seven applicant conditions (seed 001 ch.2 art.2): every yes/no
+    condition met; the evaluation history and the person-times per occupation as given."""
+    return {
+        "registered_legal_person": True, "good_credit": True, "dedicated_unit": True,
+        "management_rules": True, "not_for_profit_pledge": True,
+        "evaluation_history_since": since,
+        "occupations": [{"occupation_code": code, "premises_fit": True,
+                         "video_surveillance": True, "premises_in_registered_area": True,
+                         "staff_examiners_supervisors_experts": True, "question_bank": True,
+                         "person_times_last_3_years": person_times} for code in occupations]}

@@ -1,6 +1,6 @@
 """Certificate registry rules as pure functions: no broker, no database, no clock of their own.
 
-Sources: shared/RULES.md "Certificates"; seed 001 ch.4-6 (ch.6 art.1-2 invalidation, art.2(8)
+Sources: seed 001 ch.4-6 (ch.6 art.1-2 invalidation, art.2(8)
 late reporting, art.4 out-of-scope evaluation); seed 002 §4 (withdrawn certificate data).
 """
 from __future__ import annotations
@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.identifiers import (  # noqa: F401 (the registry's words for them)
+    ID_WEIGHTS,
+    PROVINCE_CODES,
+    id_check_character,
+    id_number_problem,
+)
 from services.common.vocabulary import (
     CLIENT_ID,
     CLIENT_ID_HINT,
@@ -69,52 +75,16 @@ STATUS_BY_FILING_EVENT = {
     "FilingExpired": EXPIRED,
 }
 
-# GB/T 2260 province-level codes (first two digits), plus 71/81/82 (Taiwan, Hong Kong, Macau)
-# and 83 (residence permits of Taiwan residents), which GB 11643-style numbers also use.
-PROVINCE_CODES = frozenset({
-    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
-    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
-    "65", "71", "81", "82", "83"})
-
-_ID_SHAPE = re.compile(r"^\d{17}[\dX]$")
 _FILING_CODE = re.compile(r"^[SY]\d{4}\d{2}\d{6}$")
 _CERT_NUMBER = re.compile(r"^(?P<kind>[SY])(?P<evaluator>\d{4})(?P<province>\d{2})(?P<site>\d{6})"
                           r"(?P<year>\d{2})(?P<level>\d)(?P<serial>\d{6})$")
 _DECISION_REF = re.compile(r"^\S.{0,199}$")
 
 
-# --- GB 11643 resident ID number ------------------------------------------------------
-ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-ID_CHECK_CHARACTERS = "10X98765432"  # ISO 7064 MOD 11-2: index is (sum of weighted digits) % 11
-
-
-def id_check_character(first17: str) -> str:
-    total = sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS, strict=True))
-    return ID_CHECK_CHARACTERS[total % 11]
-
-
+# --- GB 11643 resident ID number (services/common/identifiers.py) ---------------------
 def normalize_id_number(value: str) -> str:
     # A lower-case x is the same check character as typed on most keyboards.
     return normalize_id(value)
-
-
-def id_number_problem(value: str, on: date | None = None) -> str | None:
-    """Why `value` is not a valid 18-character resident ID number, or None. Never echoes it."""
-    if not isinstance(value, str) or len(value) != 18:
-        return "must be 18 characters"
-    if not _ID_SHAPE.match(value):
-        return "must be 17 digits and a check character (0-9 or X)"
-    if value[:2] not in PROVINCE_CODES:
-        return "region code is not a GB/T 2260 province"
-    try:
-        born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
-    except ValueError:
-        return "birth date is not a date"
-    if born.year < 1900 or (on is not None and born > on):
-        return "birth date is out of range"
-    if id_check_character(value[:17]) != value[17]:
-        return "check character is wrong"
-    return None
 
 
 # --- certificate numbers --------------------------------------------------------------
@@ -377,6 +347,25 @@ def parse_selection(selection: dict, errors: list) -> Selection | None:
     if start and end and start > end:
         errors.append("selection.period: issued_from is after issued_to")
     return Selection(institution_id=institution_id, issued_from=start, issued_to=end)
+
+
+def selection_record(selection: Selection) -> dict:
+    """A selection as stored with its operation (to finish it after a crash)."""
+    return {k: v for k, v in {
+        "numbers": list(selection.numbers), "institution_id": selection.institution_id,
+        "exam_session_id": selection.exam_session_id,
+        "issued_from": selection.issued_from.isoformat() if selection.issued_from else None,
+        "issued_to": selection.issued_to.isoformat() if selection.issued_to else None,
+    }.items() if v}
+
+
+def selection_of(record: dict) -> Selection:
+    return Selection(
+        numbers=tuple(record.get("numbers") or ()), institution_id=record.get("institution_id"),
+        exam_session_id=record.get("exam_session_id"),
+        issued_from=date.fromisoformat(record["issued_from"]) if record.get("issued_from")
+        else None,
+        issued_to=date.fromisoformat(record["issued_to"]) if record.get("issued_to") else None)
 
 
 def parse_invalidation(request: dict) -> tuple[Selection, str, str, str]:

@@ -3,9 +3,8 @@ settings)` plus the filing gateway where filing must be asked. No nameko here.""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import Counter as Tally
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone
 
 from prometheus_client import Counter
 
@@ -18,9 +17,10 @@ from services.certificates.views import (
     row_result_view,
     verification_view,
 )
+from services.common import paging
 from services.common.auth import Identity, require_own_institution
 from services.common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
-from services.common.paging import decode_token, encode_token, page_size
+from services.common.idempotency import rebuilds_its_answer
 from services.common.vocabulary import normalize_id
 from services.common.workdays import today_in_shanghai
 
@@ -41,10 +41,17 @@ ROW_STATUSES = (domain.ROW_ISSUED, domain.ROW_REJECTED, domain.ROW_DUPLICATE)
 
 
 # --- issuing ------------------------------------------------------------------------------
+@rebuilds_its_answer
 def issue_certificates(cmd, uow, clock, settings, filing):
+    """Issue a batch. Its Operation's id is the request's (uow.new_id): the same request again
+    finds it and answers from what it wrote (a 10,000-row answer is rebuilt, not stored)."""
     institution_id = cmd.caller.institution_id
     today = today_in_shanghai(clock.now())
     batch = domain.parse_batch(cmd.request, today, settings.late_days)
+    op_id = uow.new_id()
+    earlier = _earlier_operation(uow, clock, settings, op_id)
+    if earlier is not None:
+        return _batch_answer(uow, earlier, batch)
     institution = _issuing_institution(institution_id, uow, filing)
 
     refusals = {}
@@ -60,11 +67,13 @@ def issue_certificates(cmd, uow, clock, settings, filing):
     numbers = _allocate_numbers(uow, institution["filing_code"], today, to_issue)
 
     op = uow.add(Operation(
-        operation_id=uuid.uuid4().hex, kind="issue", state=PENDING, started_at=clock.now(),
+        operation_id=op_id, kind="issue", state=PENDING, started_at=clock.now(),
         actor=cmd.caller.audit_name(), institution_id=institution_id,
         details={"exam_session_id": batch.exam_session_id,
                  "assessment_date": batch.assessment_date.isoformat(),
-                 "issued_on": today.isoformat()}))
+                 "issued_on": today.isoformat()}, late_reported=batch.late,
+        rejected={str(r.index): list(r.errors) for r in batch.rows if not r.ok}),
+        on_duplicate=_running)
     uow.flush(op)  # the record of the batch lands before its certificates: a crash is finished
     docs = [_certificate_doc(row, numbers[row.index], op, institution, batch, today)
             for row in to_issue]
@@ -81,7 +90,7 @@ def issue_certificates(cmd, uow, clock, settings, filing):
         elif row.key in existing:
             results.append(row_result_view(row, existing[row.key], domain.ROW_DUPLICATE))
         else:
-            row.errors.append("could not be stored; upload the row again")
+            row.errors.append(NOT_STORED)
             results.append(row_result_view(row, None, domain.ROW_REJECTED))
     summary = {s: sum(1 for r in results if r["status"] == s) for s in ROW_STATUSES}
     issued = [d for d in docs if d["certificate_number"] in written]
@@ -90,11 +99,61 @@ def issue_certificates(cmd, uow, clock, settings, filing):
         ROWS.labels(status.replace("ROW_STATUS_", "").lower()).inc(n)
     if batch.late:
         LATE_REPORTED.inc(summary[domain.ROW_ISSUED])
-    return {"batch_id": op.operation_id,
+    return _batch_summary(op.operation_id, batch.late, results)
+
+
+NOT_STORED = "could not be stored; upload the row again"
+
+
+def _batch_summary(batch_id: str, late: bool, results: list[dict]) -> dict:
+    summary = {s: sum(1 for r in results if r["status"] == s) for s in ROW_STATUSES}
+    return {"batch_id": batch_id,
             "issued_count": summary[domain.ROW_ISSUED],
             "rejected_count": summary[domain.ROW_REJECTED],
             "duplicate_count": summary[domain.ROW_DUPLICATE],
-            "late_reported": batch.late, "results": results}
+            "late_reported": late, "results": results}
+
+
+def _running() -> Conflict:
+    return Conflict("the same request (request_id) is being processed; retry in a moment")
+
+
+def _earlier_operation(uow, clock, settings, op_id: str) -> Operation | None:
+    """The operation this same request created before (a retry with its request_id), finished
+    if a crash left it PENDING; None the first time. A PENDING one that is not stale yet is
+    still being processed by the first call: Conflict, retry in a moment."""
+    op = uow.repo.operation(op_id)
+    if op is None:
+        return None
+    if op.state == PENDING:
+        if op.started_at.replace(tzinfo=timezone.utc) > \
+                clock.now() - timedelta(seconds=settings.stale_operation_seconds):
+            raise _running()
+        _finish(uow, op)  # as the sweep would: counted from what the first call wrote
+    return op
+
+
+def _batch_answer(uow, op: Operation, batch) -> dict:
+    """The first call's answer to this batch, rebuilt: what it issued (its certificates carry
+    its batch_id), what was there before it (duplicates), what it refused (kept in the
+    operation)."""
+    issued = uow.repo.batch_numbers(op.operation_id)
+    before = uow.repo.session_numbers(op.institution_id, batch.exam_session_id)
+    rejected = op.rejected or {}
+    results = []
+    for row in batch.rows:
+        errors = rejected.get(str(row.index))
+        if errors is not None:
+            row.errors = list(errors)
+            results.append(row_result_view(row, None, domain.ROW_REJECTED))
+        elif row.key in issued:
+            results.append(row_result_view(row, issued[row.key], domain.ROW_ISSUED))
+        elif row.key in before:
+            results.append(row_result_view(row, before[row.key], domain.ROW_DUPLICATE))
+        else:
+            row.errors = [NOT_STORED]
+            results.append(row_result_view(row, None, domain.ROW_REJECTED))
+    return _batch_summary(op.operation_id, bool(op.late_reported), results)
 
 
 def _issuing_institution(institution_id: str, uow, filing) -> dict:
@@ -174,6 +233,8 @@ def _finish(uow, op: Operation, summary: dict | None = None, counts=None) -> Non
         payload = domain.issued_event(op.operation_id, op.institution_id, op.details, rows)
         event_type = "CertificatesIssued"
     else:
+        if op.state == PENDING and op.selection and summary is None:
+            _apply_end(uow, op)  # a crash may have come before the certificates changed
         rows = uow.repo.counts({"operation_id": op.operation_id}, by_institution=True)
         event_type, payload = domain.ended_event(op.kind, op.operation_id, op.details, rows)
     if summary is not None:
@@ -220,38 +281,37 @@ def _scope_institution(request: dict, caller: Identity) -> str | None:
     return institution_id
 
 
-def list_certificates(cmd, uow, clock, settings):
-    request = cmd.request
-    errors: list[str] = []
-    institution_id = _scope_institution(request, cmd.caller)
+def _common_filters(request: dict, caller: Identity, errors: list):
+    """What ListCertificates and GetIssuanceStats both filter on: (institution, from, to)."""
+    institution_id = _scope_institution(request, caller)
     start, end = domain.parse_period(request, errors)
     domain.check_occupation_filter(request.get("occupation_code"), errors)
     domain.check_level_filter(request.get("skill_level"), errors)
+    return institution_id, start, end
+
+
+def list_certificates(cmd, uow, clock, settings):
+    request = cmd.request
+    errors: list[str] = []
+    institution_id, start, end = _common_filters(request, cmd.caller, errors)
     holder = domain.normalize_id_number(request.get("holder_id_number") or "")
     if holder and domain.id_number_problem(holder):
         errors.append(f"holder_id_number: {domain.id_number_problem(holder)}")
-    page = request.get("page")
     try:
-        size = page_size(page)
-        after = decode_token(page)
+        page = paging.page(cmd, clock.now())
     except InvalidArgument as exc:
         errors.extend(exc.violations)
-        size, after = 0, None
     if errors:
         raise InvalidArgument(errors)
     filters = domain.list_filters(request, institution_id, holder, start, end)
-    rows, last = uow.repo.list_page(filters, size, after)
-    return {"certificates": [certificate_view(c) for c in rows],
-            "page": {"next_page_token": encode_token(last) if last else ""}}
+    rows, last = uow.repo.list_page(filters, page.size, page.after)
+    return {"certificates": [certificate_view(c) for c in rows], "page": page.response(last)}
 
 
 def get_issuance_stats(cmd, uow, clock, settings):
     request = cmd.request
     errors: list[str] = []
-    institution_id = _scope_institution(request, cmd.caller)
-    start, end = domain.parse_period(request, errors)
-    domain.check_occupation_filter(request.get("occupation_code"), errors)
-    domain.check_level_filter(request.get("skill_level"), errors)
+    institution_id, start, end = _common_filters(request, cmd.caller, errors)
     if errors:
         raise InvalidArgument(errors)
     match = domain.stats_match(request, institution_id, start, end)
@@ -266,23 +326,32 @@ def get_issuance_stats(cmd, uow, clock, settings):
 
 
 # --- invalidation and withdrawal --------------------------------------------------------------
+@rebuilds_its_answer
 def invalidate_certificates(cmd, uow, clock, settings):
     selection, reason, decision_ref, note = domain.parse_invalidation(cmd.request)
-    return {"result": _end(uow, clock, cmd.caller, selection, domain.INVALIDATED, "invalidate",
+    return {"result": _end(uow, clock, settings, cmd.caller, selection, domain.INVALIDATED,
+                           "invalidate",
                            {"reason": reason, "decision_ref": decision_ref, "note": note})}
 
 
+@rebuilds_its_answer
 def withdraw_certificates(cmd, uow, clock, settings):
     selection, decision_ref, note = domain.parse_withdrawal(cmd.request)
-    return {"result": _end(uow, clock, cmd.caller, selection, domain.WITHDRAWN, "withdraw", {
+    return {"result": _end(uow, clock, settings, cmd.caller, selection, domain.WITHDRAWN,
+                           "withdraw", {
         "reason": domain.DATA_WITHDRAWN, "decision_ref": decision_ref, "note": note,
         "recover_subsidies": bool(cmd.request.get("recover_subsidies"))})}
 
 
-def _end(uow, clock, caller: Identity, selection: domain.Selection, status: str, kind: str,
-         details: dict) -> dict:
+def _end(uow, clock, settings, caller: Identity, selection: domain.Selection, status: str,
+         kind: str, details: dict) -> dict:
     """Invalidate or withdraw what the selection names. Only VALID certificates change: both
-    are permanent, so a repeated call changes nothing and says so."""
+    are permanent, so a repeated call changes nothing and says so. The Operation's id is the
+    request's: the same request again answers from it."""
+    op_id = uow.new_id()
+    earlier = _earlier_operation(uow, clock, settings, op_id)
+    if earlier is not None:
+        return _ended_answer(uow, earlier)
     matching = uow.repo.count_selected(selection)
     not_found = []
     if selection.kind == "numbers":
@@ -291,18 +360,39 @@ def _end(uow, clock, caller: Identity, selection: domain.Selection, status: str,
     if matching == 0:
         raise NotFound("no certificate matches the selection")
     effective_on = today_in_shanghai(clock.now()).isoformat()
-    op = uow.add(Operation(operation_id=uuid.uuid4().hex, kind=kind, state=PENDING,
-                           started_at=clock.now(), actor=caller.audit_name(),
-                           institution_id=selection.institution_id,
-                           details={**details, "effective_on": effective_on}))
+    op = uow.add(Operation(operation_id=op_id, kind=kind, state=PENDING, started_at=clock.now(),
+                           actor=caller.audit_name(), institution_id=selection.institution_id,
+                           details={**details, "effective_on": effective_on},
+                           selection=domain.selection_record(selection), matching=matching,
+                           not_found=not_found),
+                 on_duplicate=_running)
     uow.flush(op)  # the record lands before the certificates change: a crash is finished
-    record = {k: v for k, v in {**details, "effective_on": effective_on,
-                                "operation_id": op.operation_id}.items() if v not in ("", None)}
-    changed = uow.repo.end_valid(selection, domain.VALID, status, record, op.operation_id)
+    changed = _apply_end(uow, op)
     _finish(uow, op, {"changed": changed, "unchanged": matching - changed})
     ENDED.labels(details["reason"].replace("INVALIDATION_REASON_", "").lower()).inc(changed)
+    return _ended_answer(uow, op)
+
+
+def _apply_end(uow, op: Operation) -> int:
+    """Set the operation's status on the VALID certificates of its selection (a conditional
+    update: applied again, it changes none of those it changed); how many changed now."""
+    status = domain.INVALIDATED if op.kind == "invalidate" else domain.WITHDRAWN
+    record = {k: v for k, v in {**op.details, "operation_id": op.operation_id}.items()
+              if v not in ("", None)}
+    return uow.repo.end_valid(domain.selection_of(op.selection), domain.VALID, status, record,
+                              op.operation_id)
+
+
+def _ended_answer(uow, op: Operation) -> dict:
+    """The answer of an invalidation or withdrawal, from its operation (the first answer, for
+    a retry with the same request_id)."""
+    summary = op.summary or {}
+    changed = summary.get("changed")
+    if changed is None:
+        changed = uow.repo.count_changed_by(op.operation_id)
+    unchanged = summary.get("unchanged", (op.matching or 0) - changed)
     return {"operation_id": op.operation_id, "changed_count": changed,
-            "unchanged_count": matching - changed, "not_found": not_found}
+            "unchanged_count": unchanged, "not_found": list(op.not_found or [])}
 
 
 # --- filing's facts ---------------------------------------------------------------------------

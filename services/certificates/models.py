@@ -2,22 +2,14 @@
 as dates. Holder names and ID numbers are personal data: never logged, masked in public."""
 from __future__ import annotations
 
-from mongoengine import (
-    BooleanField,
-    DateTimeField,
-    DictField,
-    Document,
-    IntField,
-    ListField,
-    StringField,
-)
+import mongoengine as me
 
 from services.common.storage import Aggregate
 
 ALIAS = "certificates"
 
 
-class Certificate(Document):
+class Certificate(me.Document):
     """One certificate. Written in bulk (10,000 per batch), so not an Aggregate: the batch's
     Operation document carries the events, and each change here is one conditional
     update_many keyed on status, which cannot apply twice."""
@@ -41,25 +33,25 @@ class Certificate(Document):
     # No second certificate for the same holder, occupation and level in a session: the key
     # of those (domain.issue_key) is the _id, so the database refuses a second one even
     # between two concurrent uploads, at the cost of a primary-key lookup.
-    key = StringField(primary_key=True)
-    certificate_number = StringField(required=True)
-    institution_id = StringField(required=True)
-    filing_code = StringField(required=True)
-    issuer_name = StringField()
-    exam_session_id = StringField(required=True)
-    batch_id = StringField(required=True)
-    holder_name = StringField(required=True)
-    holder_id_number = StringField(required=True)
-    occupation_code = StringField(required=True)
-    occupation_name = StringField()
-    skill_level = IntField(required=True)
-    assessment_date = StringField(required=True)
-    issued_on = StringField(required=True)
-    late_reported = BooleanField(default=False)
-    status = StringField(required=True)
-    invalidation = DictField()
+    key = me.StringField(primary_key=True)
+    certificate_number = me.StringField(required=True)
+    institution_id = me.StringField(required=True)
+    filing_code = me.StringField(required=True)
+    issuer_name = me.StringField()
+    exam_session_id = me.StringField(required=True)
+    batch_id = me.StringField(required=True)
+    holder_name = me.StringField(required=True)
+    holder_id_number = me.StringField(required=True)
+    occupation_code = me.StringField(required=True)
+    occupation_name = me.StringField()
+    skill_level = me.IntField(required=True)
+    assessment_date = me.StringField(required=True)
+    issued_on = me.StringField(required=True)
+    late_reported = me.BooleanField(default=False)
+    status = me.StringField(required=True)
+    invalidation = me.DictField()
     # The invalidation or withdrawal that changed it (counts for its event come from here).
-    operation_id = StringField()
+    operation_id = me.StringField()
 
 
 class Operation(Aggregate):
@@ -76,26 +68,34 @@ class Operation(Aggregate):
         "indexes": [("state", "started_at"), "institution_id"],
     }
 
-    operation_id = StringField(primary_key=True)
-    kind = StringField(required=True)  # issue | invalidate | withdraw
-    state = StringField(required=True)  # PENDING | DONE
-    started_at = DateTimeField(required=True)
-    actor = StringField(required=True)
-    institution_id = StringField()
+    operation_id = me.StringField(primary_key=True)
+    kind = me.StringField(required=True)  # issue | invalidate | withdraw
+    state = me.StringField(required=True)  # PENDING | DONE
+    started_at = me.DateTimeField(required=True)
+    actor = me.StringField(required=True)
+    institution_id = me.StringField()
     # What the event needs besides the counts (session, dates, reason, decision).
-    details = DictField()
-    summary = DictField()
+    details = me.DictField()
+    summary = me.DictField()
+    # issue: the batch was reported late; the rows it refused, by index (a retry's answer).
+    late_reported = me.BooleanField(default=False)
+    rejected = me.DictField()
+    # invalidate / withdraw: what was selected (to finish after a crash), how many certificates
+    # it matched, and the requested numbers that do not exist (a retry's answer).
+    selection = me.DictField()
+    matching = me.IntField()
+    not_found = me.ListField(me.StringField())
 
 
-class InstitutionView(Document):
+class InstitutionView(me.Document):
     """Filing's status of an institution as its events told us (last event wins by time)."""
 
     meta = {"db_alias": ALIAS, "collection": "institution_status"}
 
-    institution_id = StringField(primary_key=True)
-    status = StringField()
-    reason = StringField()
-    changed_at = StringField()  # the applied event's occurred_at (ISO, UTC "Z")
-    sequence = IntField()       # the applied event's meta.sequence (filing's institution)
-    event_id = StringField()
-    history = ListField(DictField())
+    institution_id = me.StringField(primary_key=True)
+    status = me.StringField()
+    reason = me.StringField()
+    changed_at = me.StringField()  # the applied event's occurred_at (ISO, UTC "Z")
+    sequence = me.IntField()       # the applied event's meta.sequence (filing's institution)
+    event_id = me.StringField()
+    history = me.ListField(me.DictField())

@@ -18,6 +18,10 @@ class CertificatesRepository(Repository):
         return self.track_all(Operation.objects(state=PENDING, started_at__lt=started_before)
                               .order_by("started_at"))
 
+    def operation(self, operation_id: str) -> Operation | None:
+        return self.tracked(Operation, operation_id) or self.track(
+            Operation.objects(pk=operation_id).first())
+
     # --- certificates -----------------------------------------------------------------
     def certificate(self, number: str) -> Certificate | None:
         return Certificate.objects(certificate_number=number).first()
@@ -29,6 +33,17 @@ class CertificatesRepository(Repository):
             "certificate_number", "holder_id_number", "occupation_code", "skill_level")
         return {(c.holder_id_number, c.occupation_code, c.skill_level): c.certificate_number
                 for c in found}
+
+    def batch_numbers(self, batch_id: str) -> dict:
+        """(holder id, occupation, level) -> number, for the certificates of one batch."""
+        found = Certificate.objects(batch_id=batch_id).only(
+            "certificate_number", "holder_id_number", "occupation_code", "skill_level")
+        return {(c.holder_id_number, c.occupation_code, c.skill_level): c.certificate_number
+                for c in found}
+
+    def count_changed_by(self, operation_id: str) -> int:
+        """Certificates an invalidation or withdrawal changed."""
+        return Certificate.objects(operation_id=operation_id).count()
 
     def insert_certificates(self, docs: list[dict], batch_id: str) -> set:
         """Insert in one round trip; return the numbers actually written (a concurrent upload

@@ -43,10 +43,10 @@ RPC_EXCHANGE = "nameko-rpc"
 RPC_QUEUE = "rpc-{}"
 CONTENT_TYPE = "application/json"
 HEADER_PREFIX = "nameko."
-# Context the edge adds: "<service>.<Method>" of a call whose request it decoded from protobuf
-# and whose answer it parses into its message, so the worker checks neither again
-# (services/common/api.py). Bound to the method: if nameko carries it on to a call that method
-# makes (context data travels with downstream calls), it matches nothing there.
+# Context the edge adds: "<service>.<Method>" of a call whose answer it parses into its
+# message, so the worker does not check its response again (services/common/api.py). Bound to
+# the method: if nameko carries it on to a call that method makes (context data travels with
+# downstream calls), it matches nothing there.
 CHECKED_CONTEXT_KEY = "vocreg_checked"
 # A connection unused for this long is checked with one round trip before it carries a call:
 # heartbeats are off (an idle thread cannot answer them), and a connection silently dropped

@@ -6,7 +6,8 @@ keeps the events and a crash before it loses both: never one without the other. 
 write the service publishes them (with publisher confirms) and pulls each one it published.
 A timer relays whatever is left, e.g. after a crash, a broker outage or a failed confirm.
 So an event may be published twice (crash after publish, before the pull) but never lost,
-and handlers are idempotent on the event id: a redelivery changes nothing.
+and handlers are idempotent on the event id (entrypoints.Worker.handle_event): a redelivery
+changes nothing.
 """
 from __future__ import annotations
 
@@ -14,16 +15,12 @@ import logging
 import uuid
 from datetime import datetime, timezone
 
-import mongoengine
 from nameko.events import EventDispatcher
-from pymongo.errors import DuplicateKeyError
 
 from services.common.metrics import EVENTS_PUBLISHED, OUTBOX_PENDING, PUBLISH_FAILURES
 from services.common.protos import from_dict
 
 log = logging.getLogger(__name__)
-
-PROCESSED_EVENTS = "processed_events"
 
 
 def utcnow() -> datetime:
@@ -108,36 +105,4 @@ class Outbox(EventDispatcher):
 
     def get_dependency(self, worker_ctx):
         return OutboxPublisher(self, self.get_message_headers(worker_ctx))
-
-
-def idempotent(alias: str):
-    """Make an event handler run once per (handler, event id), whatever the redeliveries.
-
-    The mark is written after the handler succeeds: a crash in between means one more run on
-    redelivery, so handlers also key their own writes on natural ids (at-least-once).
-    """
-
-    def decorate(handler):
-        def run_once(self, body):
-            event_id = ((body or {}).get("meta") or {}).get("event_id")
-            if not event_id:
-                log.error("%s: event without meta.event_id dropped", handler.__name__)
-                return None
-            processed = mongoengine.get_db(alias)[PROCESSED_EVENTS]
-            key = f"{handler.__name__}:{event_id}"
-            if processed.find_one({"_id": key}, {"_id": 1}):
-                log.info("%s: event %s already handled", handler.__name__, event_id)
-                return None
-            result = handler(self, body)
-            try:
-                processed.insert_one({"_id": key, "handled_at": utcnow()})
-            except DuplicateKeyError:
-                pass  # a concurrent redelivery finished first; the effect is the same
-            return result
-
-        run_once.__name__ = handler.__name__
-        run_once.__doc__ = handler.__doc__
-        return run_once
-
-    return decorate
 

@@ -14,6 +14,9 @@ DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 # log a warning at start while they use it. Deployments set VOCREG_JWT_SECRET from a Secret.
 DEV_JWT_SECRET = "vocreg-dev-secret-not-for-production"
 
+# The same for the key that signs page tokens (services/common/paging.py).
+DEV_PAGE_TOKEN_SECRET = "vocreg-dev-page-tokens-not-for-production"
+
 # Local ports: one edge for all services; each worker's metrics port is in its ServiceSpec.
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_EDGE_METRICS_PORT = 9100
@@ -83,6 +86,19 @@ def jwt_secret() -> str:
         return DEV_JWT_SECRET
     if len(value.strip()) < 16:
         raise SystemExit("configuration error: VOCREG_JWT_SECRET is set but shorter than 16 characters")
+    return value
+
+
+def page_token_secret() -> str:
+    """The key that signs page tokens: every worker of a service must share it (a token one
+    replica issued is checked by another). Unset: the public development key; set but shorter
+    than 16 characters: refuse to start."""
+    value = os.environ.get("VOCREG_PAGE_TOKEN_SECRET")
+    if value is None:
+        return DEV_PAGE_TOKEN_SECRET
+    if len(value.strip()) < 16:
+        raise SystemExit("configuration error: VOCREG_PAGE_TOKEN_SECRET is set but shorter than "
+                         "16 characters")
     return value
 
 

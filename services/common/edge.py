@@ -8,7 +8,8 @@ enforces each RPC's access policy (declared in the proto), honours the caller's 
 maps worker errors to precise status codes with structured details (services/common/errors.py),
 and serves the standard health service and server reflection (v1 and v1alpha), over TLS when
 given a certificate. It speaks nameko's RPC protocol itself (services/common/amqp_rpc.py) and
-never imports eventlet: grpcio and eventlet do not share a process (shared/DESIGN.md).
+never imports eventlet: grpcio and eventlet do not share a process (grpcio hangs under
+eventlet's monkey patching).
 """
 from __future__ import annotations
 
@@ -208,8 +209,8 @@ class ServiceForwarder:
         timeout = min(timeout, self.settings.max_timeout)
         if timeout <= 0.001:
             raise DeadlineExceeded("the deadline passed before the call was sent")
-        # The edge decoded the request from protobuf and parses the answer into its message
-        # below: the worker need not check either again (services/common/api.py).
+        # The answer is parsed into its message below: the worker need not check it first
+        # (services/common/api.py).
         context_data = {CHECKED_CONTEXT_KEY: f"{self.service}.{method}"}
         if token:
             context_data["auth_token"] = token

@@ -32,7 +32,7 @@ from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from prometheus_client import Counter
 
-from services.common import config
+from services.common import config, idempotency
 from services.common.api import CallContext, rpc
 from services.common.auth import Identity
 from services.common.clock import ClockProvider
@@ -56,6 +56,8 @@ class Command:
     request: dict
     caller: Identity
     call_id: str = ""
+    # The proto RPC, e.g. "SubmitApplication": request ids and page tokens are bound to it.
+    rpc: str = ""
 
 
 class ContractViolation(Exception):
@@ -152,13 +154,13 @@ class Worker:
     settings = None  # a SettingsProvider, if the service has settings
 
     def handle(self, handler, request: dict, caller: Identity, **ports):
-        """An RPC: `ports` are the other services the handler may ask (gateways)."""
+        """An RPC (the `@api` method that calls this names it): its request_id looked up first
+        (services/common/idempotency.py), the handler, what it changed written and its events
+        published. `ports` are the other services the handler may ask (gateways)."""
         uow = self.uow.begin(self.clock)
-        result = handler(Command(request, caller, self.call.call_id), uow, self.clock,
-                         self.settings, **ports)
-        uow.flush()
-        uow.publish()
-        return result
+        command = Command(request, caller, self.call.call_id, getattr(self, "rpc_name", ""))
+        return idempotency.run(handler, command, uow, self.clock, self.settings,
+                               request_message=getattr(self, "request_message", None), **ports)
 
     def handle_event(self, handler, event):
         """Run `handler` once per (handler, event id), whatever the redeliveries. The mark is

@@ -8,7 +8,6 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import mongoengine
-from nameko.extensions import DependencyProvider
 
 MONGOMOCK_SCHEME = "mongomock"
 
@@ -34,17 +33,3 @@ def connect(alias: str, uri: str) -> None:
 def disconnect(alias: str) -> None:
     mongoengine.disconnect(alias=alias)
 
-
-class MongoConnection(DependencyProvider):
-    """Connects the service's alias at container setup; the service uses its documents."""
-
-    def __init__(self, alias: str):
-        self.alias = alias
-
-    def setup(self):
-        uri = self.container.config.get("MONGO_URI") or f"mongomock://localhost/vocreg_{self.alias}"
-        disconnect(self.alias)
-        connect(self.alias, uri)
-
-    def get_dependency(self, worker_ctx):
-        return mongoengine.get_db(self.alias)

@@ -64,7 +64,8 @@ class ServiceSpec:
 
     @property
     def entrypoint(self) -> str:
-        """What `nameko run` takes: module and class (never the bare module, see DESIGN.md)."""
+        """What `nameko run` takes: module and class (never the bare module: nameko would
+        inspect every name in it and touch mongoengine Documents before any connection)."""
         return f"{self.module}.service:{self.service_class}"
 
     def load_class(self):

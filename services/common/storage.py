@@ -13,12 +13,17 @@ from services.common.errors import AlreadyExists, Conflict
 
 
 class Aggregate(Document):
-    meta = {"abstract": True}
+    # The index serves a retried request's look-up of its key (services/common/idempotency.py)
+    # in every aggregate collection of the service.
+    meta = {"abstract": True, "indexes": ["request_log.key"]}
 
     version = IntField(default=0, required=True)
     pending_events = ListField(DictField())
     # Events recorded so far: the next one's meta.sequence (see types.proto EventMeta).
     event_sequence = IntField(default=0)
+    # The requests (request_id) whose change this document carries, written in the same write
+    # as the change: {key, digest, at, answer?} (services/common/idempotency.py).
+    request_log = ListField(DictField())
 
     def next_event_sequence(self) -> int:
         self.event_sequence = (self.event_sequence or 0) + 1

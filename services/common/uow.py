@@ -2,11 +2,14 @@
 and the events they recorded published after the write.
 
 A handler never commits, publishes or lists aggregates for the relay: it loads aggregates
-through `uow.repo` (which tracks them), creates new ones with `uow.add`, records events with
-`uow.emit`, and returns. The worker then calls `flush()` (each changed aggregate written in one
+through `uow.repo` (which tracks them), creates new ones with `uow.add` (their ids from
+`uow.new_id()`), records events with `uow.emit`, and returns. The worker then calls `flush()` (each changed aggregate written in one
 conditional document write, its events inside it, see storage.py and bus.py) and `publish()`.
 The relay timer covers every aggregate the service declares in its ServiceSpec. This is
 cosmicpython's unit of work with MongoDB's one-document atomicity in place of a transaction.
+
+A call with a request_id (services/common/idempotency.py) has its record written into every
+aggregate the call writes, in that same write: the answer inside the last write.
 
 `FakeUnitOfWork` (tests/fakes.py) has the same interface in memory, so handlers are tested
 without a broker or a database.
@@ -20,9 +23,10 @@ import mongoengine
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from services.common import idempotency
 from services.common.auth import Identity
 from services.common.bus import Outbox, new_event, utcnow
-from services.common.errors import Conflict
+from services.common.errors import AlreadyExists, Conflict, InvalidArgument
 from services.common.mongo import connect, disconnect
 from services.common.spec import spec as service_spec
 from services.common.storage import Aggregate
@@ -40,18 +44,31 @@ class Repository:
     def __init__(self, alias: str):
         self.alias = alias
         self.seen: list[Aggregate] = []
+        # Set while the call's request_id is missing or malformed: nothing may be loaded for
+        # change or written (see UnitOfWork.refuse_writes).
+        self.refusal: str | None = None
 
     # --- tracking -----------------------------------------------------------------------
     def track(self, aggregate):
         """Hand out `aggregate` (or None) tracked: whatever the handler changes is written."""
+        self.check_writable()
         if aggregate is not None and not any(a is aggregate for a in self.seen):
             if not isinstance(aggregate, Aggregate):
                 raise TypeError(f"{type(aggregate).__name__} is not an Aggregate")
             self.seen.append(aggregate)
         return aggregate
 
+    def check_writable(self) -> None:
+        if self.refusal is not None:
+            raise InvalidArgument([self.refusal])
+
     def track_all(self, aggregates) -> list:
         return [self.track(a) for a in aggregates]
+
+    def tracked(self, cls, pk):
+        """The aggregate of this class and key this call already holds, or None. A query for
+        one aggregate asks here first, so a call that loads it twice changes one copy."""
+        return next((a for a in self.seen if type(a) is cls and a.pk == pk), None)
 
     # --- what every service needs of its database --------------------------------------
     def db(self):
@@ -60,6 +77,7 @@ class Repository:
     def next_values(self, key: str, n: int = 1) -> int:
         """Reserve n values of the counter `key` atomically; returns the first. A counter only
         goes up: values reserved by a call that fails later are never handed out again."""
+        self.check_writable()
         doc = self.db()[COUNTERS].find_one_and_update(
             {"_id": key}, {"$inc": {"value": n}}, upsert=True,
             return_document=ReturnDocument.AFTER)
@@ -78,6 +96,16 @@ class Repository:
         except DuplicateKeyError:
             pass  # a concurrent redelivery finished first; the effect is the same
 
+    def request_entries(self, key: str) -> list[dict]:
+        """The request records under `key` in any aggregate of the service (a retried request
+        looks for its first run's, services/common/idempotency.py)."""
+        entries = []
+        for cls in service_spec(self.alias).aggregate_classes():
+            for doc in cls._get_collection().find({"request_log.key": key},
+                                                  {"request_log": 1}):
+                entries.extend(e for e in doc.get("request_log") or () if e.get("key") == key)
+        return entries
+
     def ping(self) -> None:
         self.db().command("ping")
 
@@ -91,9 +119,37 @@ class UnitOfWork:
         self.clock = clock
         self.publisher = publisher
         self._written: list[Aggregate] = []
+        self._reset_request()
 
-    def add(self, aggregate):
-        """A new aggregate: inserted when the call ends (a duplicate key is AlreadyExists)."""
+    def _reset_request(self) -> None:
+        # The call's request (request_id), set by idempotency.run; its answer, set once the
+        # handler returned, goes into the call's last write.
+        self.request: idempotency.RequestRecord | None = None
+        self.answer: dict | None = None
+        self._ids_made = 0
+        self._explanations: dict[int, object] = {}
+        self.repo.refusal = None
+
+    def refuse_writes(self, problem: str) -> None:
+        """The request is invalid (`problem`, e.g. a malformed request_id): the handler may still
+        read and check the rest of the request, so every problem is reported at once, but its
+        first load for change or write raises InvalidArgument([problem])."""
+        self.repo.refusal = problem
+
+    def new_id(self) -> str:
+        """The id of an aggregate this call creates: derived from the request_id when the call
+        has one (the same request creates the same ids, so two copies of it collide on the
+        primary key and never both apply), random otherwise."""
+        self._ids_made += 1
+        return idempotency.new_id(self.request, self._ids_made)
+
+    def add(self, aggregate, on_duplicate=None):
+        """A new aggregate: inserted when the call ends (or at `flush(aggregate)`). A duplicate
+        key is AlreadyExists, or what `on_duplicate()` returns (an exception that explains it,
+        e.g. naming the open application that holds a unique key)."""
+        self.repo.check_writable()
+        if on_duplicate is not None:
+            self._explanations[id(aggregate)] = on_duplicate
         return self.repo.track(aggregate)
 
     def emit(self, aggregate: Aggregate, event_type: str, payload: dict,
@@ -113,19 +169,35 @@ class UnitOfWork:
         must land before another, e.g. a record before a bulk side-write that refers to it).
         Raises Conflict if a document changed since it was read, AlreadyExists on a new one
         whose key is taken; what was written before stays written."""
+        self.repo.check_writable()
         for aggregate in (aggregates or tuple(self.repo.seen)):
             self.repo.track(aggregate)
             if self._write(aggregate):
                 self._written.append(aggregate)
 
     def _write(self, aggregate: Aggregate) -> bool:
+        """Write one aggregate if it is new or changed, the call's request record inside."""
+        if not (aggregate._created or aggregate._get_changed_fields()):
+            return False
+        if self.request is not None:
+            now = self.clock.now()
+            aggregate.request_log = idempotency.remember(
+                aggregate.request_log, self.request.entry(now, self.answer), now)
+        try:
+            self._save(aggregate)
+        except AlreadyExists:
+            explain = self._explanations.get(id(aggregate))
+            if explain is None:
+                raise
+            raise explain() from None
+        return True
+
+    def _save(self, aggregate: Aggregate) -> None:
+        """The database write: an insert of a new aggregate, else a conditional update."""
         if aggregate._created:
             aggregate.insert()
-            return True
-        if aggregate._get_changed_fields():
+        else:
             aggregate.commit()
-            return True
-        return False
 
     def publish(self) -> int:
         """Publish the events of what this call wrote; what fails is left to the relay."""
@@ -146,11 +218,14 @@ class UnitOfWork:
     def step(self, what: str = "step"):
         """One item of a sweep: what it changed is written when the block ends. If another
         writer changed the same document meanwhile (two workers sweeping at once), the item is
-        skipped: the next sweep sees the new state. `step.done` says which happened."""
-        before = list(self.repo.seen)
+        skipped: the next sweep sees the new state. `step.done` says which happened.
+
+        "What it changed" is every tracked aggregate with unwritten changes when the block
+        ends (earlier steps wrote theirs), however it was loaded: a sweep's query tracks all
+        its items before the first step begins."""
         result = StepResult()
         yield result
-        changed = [a for a in self.repo.seen if not any(a is b for b in before)]
+        changed = [a for a in self.repo.seen if a._created or a._get_changed_fields()]
         try:
             self.flush(*changed)
             result.done = True

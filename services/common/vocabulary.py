@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-# 职业技能等级 (shared/RULES.md "Certificates"): 5 初级工 … 1 高级技师.
+# 职业技能等级, the five levels of the national occupational skill standards: 5 初级工 … 1 高级技师.
 SKILL_LEVELS = {1: "高级技师", 2: "技师", 3: "高级工", 4: "中级工", 5: "初级工"}
 
 # 职业分类大典 codes: 4-10-01-02, optionally with a fifth part for a work type (工种).

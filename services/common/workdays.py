@@ -19,7 +19,8 @@ import chinese_calendar
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-# Env var naming a JSON file: {"2027": {"holidays": ["2027-01-01", ...], "workdays": [...]}}.
+# Env var holding the override table as inline JSON, or the path of a file holding it:
+# {"2027": {"holidays": ["2027-01-01", ...], "workdays": [...]}}.
 OVERRIDES_ENV = "VOCREG_CALENDAR_OVERRIDES"
 
 
@@ -105,9 +106,22 @@ def parse_overrides(data: Mapping[str, Mapping[str, Iterable[str]]]) -> dict[int
 
 
 def load_calendar(environ: Mapping[str, str] | None = None) -> WorkdayCalendar:
+    """The calendar with the override table of VOCREG_CALENDAR_OVERRIDES: inline JSON (it
+    starts with "{") or the path of a JSON file. A table that cannot be read stops the worker
+    at start with one line saying why (SystemExit), not at the first deadline counted."""
     environ = os.environ if environ is None else environ
-    path = environ.get(OVERRIDES_ENV)
-    if not path:
+    value = (environ.get(OVERRIDES_ENV) or "").strip()
+    if not value:
         return WorkdayCalendar()
-    with open(path, encoding="utf-8") as fh:
-        return WorkdayCalendar(parse_overrides(json.load(fh)))
+    where = "inline JSON" if value.startswith("{") else f"file {value}"
+    try:
+        if value.startswith("{"):
+            data = json.loads(value)
+        else:
+            with open(value, encoding="utf-8") as fh:
+                data = json.load(fh)
+        if not isinstance(data, dict):
+            raise ValueError("must be an object of years")
+        return WorkdayCalendar(parse_overrides(data))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise SystemExit(f"configuration error: {OVERRIDES_ENV} ({where}): {exc}") from None

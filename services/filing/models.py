@@ -21,8 +21,6 @@ class Application(Aggregate):
         "db_alias": ALIAS,
         "collection": "applications",
         "indexes": [
-            # One application per (institution, request_id): a retried submit finds the first.
-            {"fields": ["request_key"], "unique": True},
             # At most one open application per institution, enforced by the database.
             {"fields": ["open_key"], "unique": True, "sparse": True},
             "institution_id",
@@ -32,9 +30,6 @@ class Application(Aggregate):
     }
 
     application_id = StringField(primary_key=True)
-    request_key = StringField(required=True)
-    # Hash of the first request under request_key: a replay must match it.
-    request_hash = StringField(required=True)
     open_key = StringField()
     institution_id = StringField(required=True)
     institution = DictField(required=True)
@@ -94,8 +89,6 @@ class Institution(Aggregate):
     scope_since = DictField()
     violations = ListField(DictField())
     proposals = ListField(DictField())
-    # Request keys of details changes already applied (a retried FileChange is a replay).
-    change_keys = ListField(StringField())
     renewal_notice_for = StringField()  # valid_until for which RenewalDue was raised
     activity_checked_on = StringField()
 

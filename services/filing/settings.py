@@ -1,23 +1,23 @@
-"""Filing's configuration: the city's areas, the province code, the working-day calendar."""
+"""Filing's configuration: the city's areas, the province code, the working-day calendar,
+the quotas and the urgently needed occupations. Read once when the worker starts, so a bad
+value stops it there rather than at the first call."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 
-from nameko.extensions import DependencyProvider
-
+from services.common.config import setting, setting_int
 from services.common.workdays import WorkdayCalendar, load_calendar
 from services.filing import domain
-from services.filing.domain import ANYANG_AREAS
 
 
 @dataclass(frozen=True)
 class FilingSettings:
-    areas: dict            # GB/T 2260 code -> (name, "district" | "county")
-    province_code: str     # first two digits of GB/T 2260, e.g. "41" Henan
-    calendar: WorkdayCalendar
+    # GB/T 2260 code -> (name, "district" | "county")
+    areas: dict = field(default_factory=lambda: dict(domain.ANYANG_AREAS))
+    province_code: str = "41"     # first two digits of GB/T 2260, e.g. "41" Henan
+    calendar: WorkdayCalendar = field(default_factory=WorkdayCalendar)
     # City-wide quota per year (ch.6 art.5, "adjusted yearly"); "default" for other years.
     city_quotas: dict = field(default_factory=lambda: {"default": domain.CITY_QUOTA_DEFAULT})
     district_quota: int = domain.DISTRICT_QUOTA
@@ -28,14 +28,17 @@ class FilingSettings:
     urgent_min_person_times: int = domain.URGENT_MIN_PERSON_TIMES_3Y
 
     def city_quota(self, year: int) -> int:
-        return int(self.city_quotas.get(str(year), self.city_quotas.get("default",
-                                                                         domain.CITY_QUOTA_DEFAULT)))
+        return int(self.city_quotas.get(str(year), self.city_quotas.get(
+            "default", domain.CITY_QUOTA_DEFAULT)))
+
+    def quota_limit(self, area: str) -> int:
+        return domain.quota_limit(area, self.district_quota, self.county_quota)
 
 
 def load_areas(path: str | None) -> dict:
     """A JSON file {"410502": ["文峰区", "district"], ...} replaces the Anyang default."""
     if not path:
-        return dict(ANYANG_AREAS)
+        return dict(domain.ANYANG_AREAS)
     with open(path, encoding="utf-8") as fh:
         raw = json.load(fh)
     areas = {}
@@ -44,12 +47,6 @@ def load_areas(path: str | None) -> dict:
             raise ValueError(f"area {code}: kind must be district or county, not {kind!r}")
         areas[str(code)] = (name, kind)
     return areas
-
-
-def _setting(config: dict, key: str):
-    """The nameko config key, else the environment variable of the same name."""
-    value = config.get(key)
-    return os.environ.get(key) if value is None else value
 
 
 def parse_city_quotas(value) -> dict:
@@ -76,29 +73,18 @@ def parse_codes(value) -> frozenset:
 
 
 def load_settings(config: dict) -> FilingSettings:
-    province = str(config.get("PROVINCE_CODE") or "41")
+    province = str(setting(config, "PROVINCE_CODE") or "41")
     if not re.fullmatch(r"\d{2}", province):
         raise ValueError(f"PROVINCE_CODE must be 2 digits, not {province!r}")
-
-    def number(key, default):
-        value = _setting(config, key)
-        return default if value in (None, "") else int(value)
-
     return FilingSettings(
-        areas=load_areas(_setting(config, "FILING_AREAS_FILE")),
+        areas=load_areas(setting(config, "FILING_AREAS_FILE")),
         province_code=province, calendar=load_calendar(),
-        city_quotas=parse_city_quotas(_setting(config, "FILING_CITY_QUOTA")),
-        district_quota=number("FILING_DISTRICT_QUOTA", domain.DISTRICT_QUOTA),
-        county_quota=number("FILING_COUNTY_QUOTA", domain.COUNTY_QUOTA),
-        urgent_occupations=parse_codes(_setting(config, "FILING_URGENT_OCCUPATIONS")),
-        urgent_min_years=number("FILING_URGENT_MIN_YEARS", domain.URGENT_MIN_HISTORY_YEARS),
-        urgent_min_person_times=number("FILING_URGENT_MIN_PERSON_TIMES",
-                                       domain.URGENT_MIN_PERSON_TIMES_3Y))
-
-
-class SettingsProvider(DependencyProvider):
-    def setup(self):
-        self.settings = load_settings(self.container.config)
-
-    def get_dependency(self, worker_ctx):
-        return self.settings
+        city_quotas=parse_city_quotas(setting(config, "FILING_CITY_QUOTA")),
+        district_quota=setting_int(config, "FILING_DISTRICT_QUOTA", domain.DISTRICT_QUOTA,
+                                   minimum=0),
+        county_quota=setting_int(config, "FILING_COUNTY_QUOTA", domain.COUNTY_QUOTA, minimum=0),
+        urgent_occupations=parse_codes(setting(config, "FILING_URGENT_OCCUPATIONS")),
+        urgent_min_years=setting_int(config, "FILING_URGENT_MIN_YEARS",
+                                     domain.URGENT_MIN_HISTORY_YEARS, minimum=0),
+        urgent_min_person_times=setting_int(config, "FILING_URGENT_MIN_PERSON_TIMES",
+                                            domain.URGENT_MIN_PERSON_TIMES_3Y, minimum=0))

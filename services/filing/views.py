@@ -1,7 +1,10 @@
 """Documents as the proto messages' dicts (the JSON mapping with proto field names)."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+
+from services.common.vocabulary import drop_empty
+from services.filing import domain
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -16,38 +19,38 @@ def deadline(date_iso: str | None, provisional: bool) -> dict | None:
     return {"date": date_iso, "provisional": bool(provisional)} if date_iso else None
 
 
-def _drop_empty(data: dict) -> dict:
-    return {k: v for k, v in data.items() if v not in (None, "", [], {})}
-
-
-def application_view(app, missing: list[str]) -> dict:
-    return _drop_empty({
+def application_view(app) -> dict:
+    return drop_empty({
         "application_id": app.application_id,
-        "institution": _drop_empty(dict(app.institution)),
+        "institution": drop_empty(dict(app.institution)),
         "scope": list(app.scope),
         "materials": list(app.materials),
         "state": app.state,
         "submitted_at": timestamp(app.submitted_at),
         "received_on": app.received_on,
         "acceptance_due": deadline(app.acceptance_due, app.acceptance_due_provisional),
-        "supplement": _drop_empty(dict(app.supplement or {})),
+        "supplement": drop_empty(dict(app.supplement or {})),
         "accepted_on": app.accepted_on,
         "accepted_by": app.accepted_by,
         "decision_due": deadline(app.decision_due, app.decision_due_provisional),
         "reasons": list(app.reasons or []),
         "filing_code": app.filing_code,
-        "evaluation": _drop_empty(dict(app.evaluation or {})),
-        "missing_materials": missing,
+        "evaluation": drop_empty(dict(app.evaluation or {})),
+        "missing_materials": domain.missing_materials(app.materials),
         "decided_on": app.decided_on,
-        "kind": app.kind or "APPLICATION_KIND_NEW",
+        "kind": app.kind or domain.NEW,
         "conditions": dict(app.conditions or {}) or None,
         "unmet_conditions": list(app.unmet_conditions or []),
         "filing_code_before": app.filing_code_before,
     })
 
 
+def application_answer(app) -> dict:
+    return {"application": application_view(app)}
+
+
 def receipt_view(inst) -> dict:
-    return _drop_empty({
+    return drop_empty({
         "institution_name": inst.name,
         "filing_code": inst.filing_code,
         "address": inst.address,
@@ -57,8 +60,16 @@ def receipt_view(inst) -> dict:
     })
 
 
+def activity_view(activity: list[dict], today: date) -> list[dict]:
+    """Certificates counted per occupation: the last evaluation and the 12-month count."""
+    return [drop_empty({"occupation_code": a["occupation_code"],
+                        "last_evaluation_on": a["last"],
+                        "count_12_months": domain.count_in_window(a["days"], today)})
+            for a in activity]
+
+
 def institution_view(inst, activity: list[dict] | None = None) -> dict:
-    return _drop_empty({
+    return drop_empty({
         "institution_id": inst.institution_id,
         "name": inst.name,
         "legal_representative": inst.legal_representative,
@@ -70,12 +81,12 @@ def institution_view(inst, activity: list[dict] | None = None) -> dict:
         "filed_on": inst.filed_on,
         "valid_until": inst.valid_until,
         "application_id": inst.application_id,
-        "history": [_drop_empty(dict(h)) for h in inst.history],
+        "history": [drop_empty(dict(h)) for h in inst.history],
         "status_reason": inst.status_reason,
         "status_decision_ref": inst.status_decision_ref,
-        "violations": [_drop_empty(dict(v)) for v in inst.violations or []],
-        "proposals": [_drop_empty(dict(p)) for p in inst.proposals or []],
-        "activity": [_drop_empty(a) for a in activity or []],
+        "violations": [drop_empty(dict(v)) for v in inst.violations or []],
+        "proposals": [drop_empty(dict(p)) for p in inst.proposals or []],
+        "activity": list(activity or []),
         "contact_phone": inst.contact_phone,
     })
 
@@ -83,3 +94,10 @@ def institution_view(inst, activity: list[dict] | None = None) -> dict:
 def register_entry_view(inst) -> dict:
     return {"receipt": receipt_view(inst), "status": inst.status,
             "district_code": inst.district_code}
+
+
+def open_proposals_view(inst) -> list[dict]:
+    """An institution's open proposals, for the regulator's in-tray."""
+    return [{"institution_id": inst.institution_id, "institution_name": inst.name,
+             "proposal": drop_empty(dict(p))}
+            for p in inst.proposals if p.get("state") == domain.PROPOSAL_OPEN]

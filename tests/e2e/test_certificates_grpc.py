@@ -6,7 +6,7 @@ FILE), then issues certificates as that institution with a real institution toke
 clocked platform serves the module: every test sets the workers' clock to fixed dates in
 2026 and uses its own institution numbers (4xx), so tests do not depend on their order.
 
-Rules: shared/RULES.md "Certificates"; seed 001 ch.4-6; seed 002 §4.
+Rules: seed 001 ch.4-6; seed 002 §4.
 """
 from __future__ import annotations
 

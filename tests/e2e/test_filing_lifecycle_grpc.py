@@ -6,7 +6,7 @@ codes nobody else uses, so tests do not depend on their order. The worker's time
 SWEEP_INTERVAL seconds, so deemed acceptance, deemed withdrawal, expiry, RenewalDue and the
 dynamic-scope proposals happen by themselves once the clock passes a date.
 
-Rules: shared/RULES.md "Filing"; seed 001 ch.2 and ch.6; seed 002 §5.
+Rules: seed 001 ch.2 and ch.6; seed 002 §5.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The 备案 lifecycle on the real broker: clock, quotas, changes, renewal, status, evaluation
-right, dynamic scope. Rules: shared/RULES.md "Filing"; seed 001 ch.2 and ch.6."""
+right, dynamic scope. Rules: seed 001 ch.2 and ch.6."""
 from __future__ import annotations
 
 import uuid
@@ -10,7 +10,7 @@ from nameko.standalone.events import event_dispatcher
 from nameko.testing.services import entrypoint_hook
 
 from services.filing.service import FilingService
-from tests.support import PASSED_EVALUATION, application_request, token, uscc
+from tests.support import PASSED_EVALUATION, application_request, conditions, token, uscc
 
 OCC = "4-10-01-02"
 
@@ -221,9 +221,10 @@ def test_dynamic_scope_proposals_spare_the_sole_provider(filing, rpc_as, regulat
     file_institution(rpc_as, regulator, 1, scope=two)
     file_institution(rpc_as, regulator, 2, district="410503")  # OCC only
     dispatch = event_dispatcher(rabbit_config)
+    # As certificates publishes it (its events.proto): the batch's one assessment date.
     event = {"meta": {"event_id": uuid.uuid4().hex}, "institution_id": uscc(2),
-             "counts": [{"occupation_code": OCC, "skill_level": 4, "count": 600,
-                         "assessment_date": "2026-06-01"}]}
+             "assessment_date": "2026-06-01",
+             "counts": [{"occupation_code": OCC, "skill_level": 4, "count": 600}]}
     dispatch("certificates", "CertificatesIssued", event)
     dispatch("certificates", "CertificatesIssued", event)  # a redelivery counts once
     import eventlet
@@ -291,14 +292,7 @@ def test_unmet_conditions_block_filing_and_urgent_occupations_are_relaxed(start_
                                                                           regulator):
     start_service(FilingService, FILING_URGENT_OCCUPATIONS="4-10-01-02")
     request = application_request(1)
-    request["conditions"] = {
-        "registered_legal_person": True, "good_credit": True, "dedicated_unit": True,
-        "management_rules": True, "not_for_profit_pledge": True,
-        "evaluation_history_since": "2024-01-01",
-        "occupations": [{"occupation_code": OCC, "premises_fit": True, "video_surveillance": True,
-                         "premises_in_registered_area": True,
-                         "staff_examiners_supervisors_experts": True, "question_bank": True,
-                         "person_times_last_3_years": 800}]}
+    request["conditions"] = conditions(since="2024-01-01", person_times=800, occupations=(OCC,))
     app = institution(rpc_as, 1).SubmitApplication(request)["application"]
     assert app.get("unmet_conditions", []) == []  # urgent: 1 year and 500 suffice
     request2 = application_request(2)

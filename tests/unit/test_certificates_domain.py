@@ -1,4 +1,4 @@
-"""Pure rules of the certificate registry (shared/RULES.md "Certificates")."""
+"""Pure rules of the certificate registry (seed 001 ch.4-6; seed 002 §4)."""
 from __future__ import annotations
 
 from datetime import date

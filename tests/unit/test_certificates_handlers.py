@@ -37,6 +37,16 @@ class FakeCertificatesRepository(FakeRepository, CertificatesRepository):
         return self.track_all(o for o in self.all(Operation)
                               if o.state == "PENDING" and o.started_at < started_before)
 
+    def operation(self, operation_id):
+        return self.load(Operation, operation_id)
+
+    def batch_numbers(self, batch_id):
+        return {(d["holder_id_number"], d["occupation_code"], d["skill_level"]):
+                d["certificate_number"] for d in self.certificates if d["batch_id"] == batch_id}
+
+    def count_changed_by(self, operation_id):
+        return sum(1 for d in self.certificates if d.get("operation_id") == operation_id)
+
     def certificate(self, number):
         from services.certificates.models import Certificate
         for doc in self.certificates:

@@ -182,3 +182,73 @@ def test_institution_under_500_is_proposed_for_termination():
 def test_check_name():
     assert domain.check_name("安阳包过培训中心", domain.PROHIBITED_NAME_WORDS)[0] == ["包过"]
     assert domain.check_name("安阳培训中心", domain.PROHIBITED_NAME_WORDS) == ([], [])
+
+
+# --- decisions (services/filing/domain/decisions.py) ----------------------------------------
+def test_scope_transition_keeps_the_scope_in_force_before_the_change():
+    old = [{"occupation_code": OCC, "skill_levels": [4]}]
+    new = [{"occupation_code": "6-01-02-03", "skill_levels": [4]}]
+    # A slice-era document has no history: its current scope was in force since filing.
+    fields = domain.scope_transition(old, None, None, "2025-09-15", new, date(2025, 10, 9))
+    assert fields["scope_history"] == [{"effective_on": "2025-09-15", "scope": old},
+                                       {"effective_on": "2025-10-09", "scope": new}]
+    assert fields["scope_since"] == {"6-01-02-03": "2025-10-09"}
+    assert domain.scope_on(fields["scope_history"], new, date(2025, 10, 8)) == old
+    # A second change on the same day replaces the first; occupations kept keep their date.
+    again = domain.scope_transition(new, fields["scope_since"], fields["scope_history"],
+                                    "2025-09-15", new + old, date(2025, 10, 9), "app-2")
+    assert again["scope_history"][-1] == {"effective_on": "2025-10-09", "scope": new + old,
+                                          "decision_ref": "app-2"}
+    assert len(again["scope_history"]) == 2
+    assert again["scope_since"] == {"6-01-02-03": "2025-10-09", OCC: "2025-10-09"}
+
+
+def test_the_last_occupation_is_never_removed_and_sole_providers_are_counted():
+    scope = [{"occupation_code": OCC}, {"occupation_code": "6-01-02-03"}]
+    assert domain.scope_without(scope, OCC) == [{"occupation_code": "6-01-02-03"}]
+    with pytest.raises(FailedPrecondition, match="last occupation in scope"):
+        domain.scope_without(scope[:1], OCC)
+    assert domain.sole_providers([scope, scope[:1]]) == {"6-01-02-03"}
+
+
+def test_termination_closes_open_proposals():
+    proposals = [
+        {"proposal_id": "t", "kind": domain.PROPOSAL_TERMINATION, "state": domain.PROPOSAL_OPEN},
+        {"proposal_id": "r", "kind": domain.PROPOSAL_SCOPE_REMOVAL, "state": domain.PROPOSAL_OPEN},
+        {"proposal_id": "d", "kind": domain.PROPOSAL_SCOPE_REMOVAL,
+         "state": domain.PROPOSAL_DISMISSED, "decided_on": "2025-01-01"}]
+    closed = domain.close_proposals_on_termination(proposals, date(2026, 1, 2), "D-1")
+    assert [(p["state"], p.get("decided_on")) for p in closed] == [
+        (domain.PROPOSAL_APPROVED, "2026-01-02"), (domain.PROPOSAL_DISMISSED, "2026-01-02"),
+        (domain.PROPOSAL_DISMISSED, "2025-01-01")]
+    assert proposals[0]["state"] == domain.PROPOSAL_OPEN  # a new list; the input is unchanged
+
+
+def test_competition_ranks_urgent_first_then_person_times_history_and_receipt():
+    def contender(app_id, n, since="2020-01-01", received="2025-09-15"):
+        return domain.Contender(app_id, "district", (OCC,), {OCC: n}, since, received)
+
+    ranking = domain.competition([contender("a", 2500), contender("b", 3000),
+                                  contender("c", 3000, since="2019-01-01"),
+                                  contender("d", 3000, since="2019-01-01", received="2025-09-14")],
+                                 frozenset())
+    assert ranking == {(OCC, "district"): ["d", "c", "b", "a"]}
+    urgent = domain.competition([contender("a", 10), contender("b", 3000)], frozenset({OCC}))
+    assert urgent[(OCC, "district")] == ["b", "a"]  # both urgent: person-times decide
+
+
+def test_renewal_keeps_a_suspension_and_refuses_after_termination():
+    renewed = domain.renewal(domain.SUSPENDED, date(2028, 9, 14))
+    assert (renewed.status, renewed.valid_until) == (domain.SUSPENDED, date(2031, 9, 14))
+    assert domain.renewal(domain.EXPIRED, date(2028, 9, 14)).status == domain.ACTIVE
+    with pytest.raises(FailedPrecondition, match="terminated meanwhile"):
+        domain.renewal(domain.TERMINATED, date(2028, 9, 14))
+
+
+def test_deemed_acceptance_is_dated_the_last_day_of_the_window():
+    late = domain.acceptance_decision(domain.ACCEPT, domain.RECEIVED, "2025-09-22",
+                                      ["MATERIAL_KIND_WORK_PLAN"], None, date(2025, 9, 23))
+    assert late.deemed and late.accepted_on == date(2025, 9, 22)
+    with pytest.raises(FailedPrecondition, match="deemed withdrawn"):
+        domain.check_supplement_open("2025-10-15", date(2025, 10, 16))
+    domain.check_supplement_open("2025-10-15", date(2025, 10, 15))  # its last day: on time

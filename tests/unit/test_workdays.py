@@ -95,3 +95,32 @@ def test_today_is_the_shanghai_date():
     assert today_in_shanghai(late_utc) == date(2025, 10, 1)
     with pytest.raises(ValueError):
         today_in_shanghai(datetime(2025, 1, 1))
+
+
+def test_overrides_inline_json_or_a_file(tmp_path):
+    from services.common.workdays import OVERRIDES_ENV, load_calendar
+
+    table = '{"2027": {"holidays": ["2027-01-01"], "workdays": ["2027-02-06"]}}'
+    path = tmp_path / "calendar.json"
+    path.write_text(table, encoding="utf-8")
+    for value in (table, f"  {table}\n", str(path)):
+        calendar = load_calendar({OVERRIDES_ENV: value})
+        assert calendar.day(date(2027, 1, 1)) == (False, False)   # a Friday, a holiday
+        assert calendar.day(date(2027, 2, 6)) == (True, False)    # a Saturday, a make-up day
+    assert load_calendar({OVERRIDES_ENV: ""}).overrides == {}
+
+
+@pytest.mark.parametrize("value, says", [
+    ('{"2027": {"holidays": ["2027-13-01"]}}', "inline JSON"),
+    ("{not json", "inline JSON"),
+    ("/nonexistent/calendar.json", "file /nonexistent/calendar.json"),
+    ('{"2027": {"holidays": ["2028-01-01"]}}', "days of another year"),
+])
+def test_an_unreadable_override_table_stops_the_worker_in_one_line(value, says):
+    from services.common.workdays import OVERRIDES_ENV, load_calendar
+
+    with pytest.raises(SystemExit) as info:
+        load_calendar({OVERRIDES_ENV: value})
+    message = str(info.value)
+    assert message.startswith("configuration error: VOCREG_CALENDAR_OVERRIDES") and says in message
+    assert "\n" not in message

@@ -1,17 +1,20 @@
 """The filing lifecycle after the acceptance clock, as pure functions (no I/O, no clock).
 
-Sources: shared/RULES.md "Filing"; seed 001 ch.2 art.2 (conditions), art.8 (changes),
+Sources: seed 001 ch.2 art.2 (conditions), art.8 (changes),
 art.9 (validity, renewal), ch.6 art.3-6 (suspension, termination, quotas, dynamic scope);
 seed 002 §5 (names). Every number a regulator checks is a named constant; every reading of
 an ambiguous rule is stated next to it.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from services.common.errors import FailedPrecondition
+from services.common.vocabulary import parse_date
+from services.filing.domain.intake import ACTIVE as _ACTIVE
+from services.filing.domain.intake import SUSPENDED as _SUSPENDED
+from services.filing.domain.intake import check_phone
 
 __all__ = [
     "MIN_HISTORY_YEARS", "MIN_PERSON_TIMES_3Y", "URGENT_MIN_HISTORY_YEARS",
@@ -21,7 +24,7 @@ __all__ = [
     "TERMINATED", "EXPIRED", "NEW", "SCOPE_CHANGE", "RENEWAL",
     "PROPOSAL_SCOPE_REMOVAL", "PROPOSAL_TERMINATION", "PROPOSAL_OPEN", "PROPOSAL_APPROVED",
     "PROPOSAL_DISMISSED", "DENIALS",
-    "parse_date", "add_years", "months_before", "check_conditions", "unmet_conditions",
+    "add_years", "months_before", "check_conditions", "unmet_conditions",
     "quota_area", "quota_limit", "quota_blockers", "rank_key", "check_name",
     "details_change", "change_due", "days_late", "renewal_apply_by", "check_renewal",
     "renewed_valid_until", "renewal_notice_due", "expired", "check_status_change",
@@ -53,8 +56,6 @@ DISMISSAL_QUIET_MONTHS = 12
 
 TERMINATED = "INSTITUTION_STATUS_TERMINATED"
 EXPIRED = "INSTITUTION_STATUS_EXPIRED"
-_ACTIVE = "INSTITUTION_STATUS_ACTIVE"
-_SUSPENDED = "INSTITUTION_STATUS_SUSPENDED"
 
 NEW = "APPLICATION_KIND_NEW"
 SCOPE_CHANGE = "APPLICATION_KIND_SCOPE_CHANGE"
@@ -76,26 +77,7 @@ DENIALS = {
     "level": "EVALUATION_DENIAL_LEVEL_OUT_OF_SCOPE",
 }
 
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
 # --- dates ----------------------------------------------------------------------------
-def parse_date(value, path: str, errors: list, required: bool = True) -> date | None:
-    text = (value or "").strip() if isinstance(value, str) else ""
-    if not text:
-        if required:
-            errors.append(f"{path}: required (YYYY-MM-DD)")
-        return None
-    if not _ISO_DATE.match(text):
-        errors.append(f"{path}: must be a date YYYY-MM-DD")
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        errors.append(f"{path}: {text} is not a calendar date")
-        return None
-
-
 def add_years(d: date, years: int) -> date:
     try:
         return d.replace(year=d.year + years)
@@ -267,8 +249,8 @@ def details_change(request: dict, current: dict, areas: dict, prohibited: tuple[
     if "district_code" in changes and changes["district_code"] not in areas:
         errors.append(f"district_code: {changes['district_code']} is not a district or county "
                       "of this city")
-    if "contact_phone" in changes and not re.match(r"^[0-9+\-() ]{7,20}$", changes["contact_phone"]):
-        errors.append("contact_phone: not a phone number")
+    if "contact_phone" in changes:
+        check_phone(changes["contact_phone"], "contact_phone", errors)
     if not changes:
         errors.append("name/legal_representative/address/district_code/contact_phone: "
                       "nothing differs from the filed details")

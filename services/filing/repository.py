@@ -1,0 +1,128 @@
+"""Filing's queries. Applications and institutions are the aggregates: whatever a query hands
+out for change is tracked, so the unit of work writes it. Activity (certificate counts) is
+not an aggregate: it is added to by conditional upserts keyed on the event."""
+from __future__ import annotations
+
+from mongoengine.queryset.visitor import Q
+from pymongo.errors import DuplicateKeyError
+
+from services.common.repository import keyset_page
+from services.common.uow import Repository
+from services.filing import domain
+from services.filing.models import Activity, Application, Institution
+
+# The ids of the last events counted per occupation (a redelivery finds its id there).
+ACTIVITY_EVENT_IDS_KEPT = 500
+
+
+class FilingRepository(Repository):
+    # --- applications ---------------------------------------------------------------------
+    def application(self, application_id: str) -> Application | None:
+        return self.tracked(Application, application_id) or self.track(
+            Application.objects(pk=application_id).first())
+
+    def open_application_id(self, institution_id: str) -> str:
+        found = Application.objects(open_key=institution_id).only("application_id").first()
+        return found.application_id if found else ""
+
+    def applications_page(self, institution_id: str, state: str, kind: str, size: int,
+                          after: str | None):
+        query = Application.objects()
+        if institution_id:
+            query = query.filter(institution_id=institution_id)
+        if state:
+            query = query.filter(state=state)
+        if kind == domain.NEW:  # slice-era documents have no kind: they are new applications
+            query = query.filter(Q(kind=domain.NEW) | Q(kind=None))
+        elif kind:
+            query = query.filter(kind=kind)
+        return keyset_page(query, "application_id", size, after)
+
+    def pending_applications(self) -> list[Application]:
+        """Applications waiting for acceptance or a decision (read, not changed)."""
+        return list(Application.objects(state__in=[domain.RECEIVED, domain.ACCEPTED]))
+
+    def overdue_applications(self, today_iso: str) -> list[Application]:
+        """Applications whose acceptance window or supplement period ended before today."""
+        return self.track_all(Application.objects(
+            Q(state=domain.RECEIVED, acceptance_due__lt=today_iso)
+            | Q(state=domain.SUPPLEMENT_REQUESTED, supplement_due__lt=today_iso)))
+
+    # --- institutions ---------------------------------------------------------------------
+    def institution(self, institution_id: str) -> Institution | None:
+        return self.tracked(Institution, institution_id) or self.track(
+            Institution.objects(pk=institution_id).first())
+
+    def register_page(self, occupation_code: str, district_code: str, size: int,
+                      after: str | None):
+        query = Institution.objects(status__in=domain.REGISTER_STATUSES)
+        if occupation_code:
+            query = query.filter(scope__occupation_code=occupation_code)
+        if district_code:
+            query = query.filter(district_code=district_code)
+        return keyset_page(query, "filing_code", size, after)
+
+    def count_filed(self, other_than: str | None = None) -> int:
+        """Institutions on the register (active or suspended), `other_than` not counted."""
+        query = Institution.objects(status__in=domain.REGISTER_STATUSES)
+        if other_than:
+            query = query.filter(institution_id__ne=other_than)
+        return query.count()
+
+    def register_scopes(self, occupations: list[str] | None = None) -> list[tuple]:
+        """(institution id, district code, scope) of each institution on the register, those
+        filed for one of `occupations` if given."""
+        query = Institution.objects(status__in=domain.REGISTER_STATUSES)
+        if occupations is not None:
+            query = query.filter(scope__occupation_code__in=occupations)
+        return [(i.institution_id, i.district_code, list(i.scope))
+                for i in query.only("institution_id", "district_code", "scope")]
+
+    def with_open_proposals(self) -> list[Institution]:
+        return list(Institution.objects(proposals__state=domain.PROPOSAL_OPEN))
+
+    def expired_institutions(self, today_iso: str) -> list[Institution]:
+        """On the register, but the last day of validity has passed."""
+        return self.track_all(Institution.objects(status__in=domain.REGISTER_STATUSES,
+                                                  valid_until__lt=today_iso))
+
+    def valid_institutions(self, today_iso: str) -> list[Institution]:
+        """On the register and valid today (candidates for the renewal notice)."""
+        return self.track_all(Institution.objects(status__in=domain.REGISTER_STATUSES,
+                                                  valid_until__gte=today_iso))
+
+    def activity_unchecked(self, today_iso: str) -> list[Institution]:
+        """Active institutions whose certificate activity was not judged today."""
+        return self.track_all(Institution.objects(status=domain.ACTIVE,
+                                                  activity_checked_on__ne=today_iso))
+
+    # --- certificate activity --------------------------------------------------------------
+    def activity(self, institution_id: str) -> list[dict]:
+        """Per occupation, by code: {"occupation_code", "last" (ISO date), "days" {ISO: n}}."""
+        return [{"occupation_code": a.occupation_code, "last": a.last_evaluation_on or "",
+                 "days": dict(a.days or {})}
+                for a in Activity.objects(institution_id=institution_id).order_by(
+                    "occupation_code")]
+
+    def add_activity(self, institution_id: str, occupation_code: str, days: dict, last: str,
+                     event_id: str) -> None:
+        """Add one event's certificates to an occupation's counts, once: a document that
+        already lists the event id does not match, and its upsert hits the primary key."""
+        update = {"$inc": {**{f"days.{d}": n for d, n in days.items()},
+                           "total": sum(days.values())},
+                  "$max": {"last_evaluation_on": last},
+                  "$push": {"event_ids": {"$each": [event_id],
+                                          "$slice": -ACTIVITY_EVENT_IDS_KEPT}},
+                  "$setOnInsert": {"institution_id": institution_id,
+                                   "occupation_code": occupation_code}}
+        try:
+            Activity._get_collection().update_one(
+                {"_id": f"{institution_id}:{occupation_code}", "event_ids": {"$ne": event_id}},
+                update, upsert=True)
+        except DuplicateKeyError:
+            pass  # this event was already counted for this occupation
+
+    # --- counters ---------------------------------------------------------------------------
+    def next_site_serial(self, province_code: str) -> int:
+        """Serials are never reused: the counter only goes up, even if a filing fails after."""
+        return self.next_values(f"site_serial:{province_code}")

@@ -1,0 +1,147 @@
+"""`make run` (python -m services.run) honours the documented variables, and says in one line
+what stops it: a port in use, a vhost that does not exist, a vhost another platform serves."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+
+import grpc
+import pytest
+import requests
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.spec import registry
+from services.run import worker_metrics_ports
+from tests.platform import AUTH, MANAGEMENT, ROOT, Platform, eventually, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def vhost():
+    name = f"vocreg-run-{uuid.uuid4().hex[:8]}"
+    requests.put(f"{MANAGEMENT}/vhosts/{name}", auth=AUTH, timeout=10).raise_for_status()
+    requests.put(f"{MANAGEMENT}/permissions/{name}/guest", auth=AUTH, timeout=10,
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    yield name
+    requests.delete(f"{MANAGEMENT}/vhosts/{name}", auth=AUTH, timeout=10)
+
+
+def run_env(vhost: str, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update({"AMQP_URI": f"amqp://guest:guest@localhost:5672/{vhost}",
+                "MONGO_URI": f"mongomock://localhost/run_{uuid.uuid4().hex[:8]}",
+                "GRPC_PORT": str(free_port()), "EDGE_METRICS_PORT": str(free_port()),
+                "METRICS_PORT": str(free_port()), "EDGE_HEALTH_INTERVAL": "0.5"})
+    env.update(extra)
+    return env
+
+
+def refused(env: dict) -> list[str]:
+    """make run's stderr lines, when it refuses to start (exit code 2)."""
+    done = subprocess.run([sys.executable, "-m", "services.run"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    return [line for line in done.stderr.splitlines() if line.strip()]
+
+
+def listening(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("", port))
+    sock.listen()
+    return sock
+
+
+def test_metrics_port_is_a_base_and_each_worker_may_have_its_own():
+    specs = registry()
+    assert worker_metrics_ports(specs, {}) == {
+        name: (s.metrics_port, f"{name.upper()}_METRICS_PORT or METRICS_PORT")
+        for name, s in specs.items()}
+    moved = worker_metrics_ports(specs, {"METRICS_PORT": "19101",
+                                         "CERTIFICATES_METRICS_PORT": "20000"})
+    assert moved["filing"][0] == 19101 and moved["certificates"] == (20000,
+                                                                       "CERTIFICATES_METRICS_PORT")
+    assert {p for p, _ in worker_metrics_ports(specs, {"METRICS_PORT": "0"}).values()} == {0}
+
+
+def test_make_run_listens_where_the_variables_say_and_stops_cleanly(vhost):
+    env = run_env(vhost)
+    base = int(env["METRICS_PORT"])
+    proc = subprocess.Popen([sys.executable, "-m", "services.run"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        channel = grpc.insecure_channel(f"localhost:{env['GRPC_PORT']}")
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def serving():
+            try:
+                return all(health.Check(health_pb2.HealthCheckRequest(service=s.proto),
+                                        timeout=1).status == health_pb2.HealthCheckResponse.SERVING
+                           for s in registry().values())
+            except grpc.RpcError:
+                return False
+
+        eventually(serving, timeout=60, what="every service SERVING on GRPC_PORT")
+        first = min(s.metrics_port for s in registry().values())
+        for spec in registry().values():
+            port = base + spec.metrics_port - first
+            assert requests.get(f"http://localhost:{port}/metrics", timeout=5).ok
+        assert requests.get(f"http://localhost:{env['EDGE_METRICS_PORT']}/metrics",
+                            timeout=5).ok
+        channel.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert f"gRPC edge on localhost:{env['GRPC_PORT']}" in out
+
+
+@pytest.mark.parametrize("variable", ["GRPC_PORT", "EDGE_METRICS_PORT", "METRICS_PORT",
+                                      "CERTIFICATES_METRICS_PORT"])
+def test_a_port_in_use_is_one_line_naming_the_port_and_the_variable(vhost, variable):
+    port = free_port()
+    env = run_env(vhost, **{variable: str(port)})
+    with listening(port):
+        [line] = refused(env)
+    name = "FILING_METRICS_PORT" if variable == "METRICS_PORT" else variable
+    assert f"port {port} (" in line and name in line and "in use" in line
+
+
+def test_one_port_for_two_listeners_is_refused(vhost):
+    port = str(free_port())
+    [line] = refused(run_env(vhost, GRPC_PORT=port, EDGE_METRICS_PORT=port))
+    assert f"port {port} is set for two listeners (GRPC_PORT, EDGE_METRICS_PORT)" in line
+
+
+def test_a_vhost_that_does_not_exist_is_named_and_not_created():
+    missing = f"vocreg-missing-{uuid.uuid4().hex[:8]}"
+    [line] = refused(run_env(missing))
+    assert f"no vhost '{missing}'" in line and "rabbitmqctl add_vhost" in line
+    assert requests.get(f"{MANAGEMENT}/vhosts/{missing}", auth=AUTH, timeout=10).status_code \
+        == 404
+
+
+def test_a_second_platform_on_the_same_vhost_is_refused(tmp_path):
+    first = Platform(tmp_path).start()
+    try:
+        [line] = refused(run_env(first.vhost))
+        assert "another vocreg platform is serving" in line and first.vhost in line
+        assert "rpc-filing" in line
+    finally:
+        first.stop()
+
+
+def test_a_worker_starts_with_inline_calendar_overrides(tmp_path):
+    """VOCREG_CALENDAR_OVERRIDES as inline JSON (it used to be read as a path and killed the
+    filing worker at start)."""
+    table = '{"2027": {"holidays": ["2027-01-01"], "workdays": ["2027-02-06"]}}'
+    plat = Platform(tmp_path, VOCREG_CALENDAR_OVERRIDES=table).start()
+    try:
+        assert plat.health("vocreg.filing.v1.FilingService") == \
+            health_pb2.HealthCheckResponse.SERVING
+    finally:
+        assert plat.stop() == {"edge": 0, "worker": 0}
