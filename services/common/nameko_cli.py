@@ -3,7 +3,7 @@
 
 We chose eventlet on purpose (nameko 2.14, the last stable nameko, is built on it); the notice
 it prints at import is for new projects, and `make test` and `make bench` run nameko often.
-Its CLI also imports pkg_resources, which is why setuptools is pinned below 81 (DESIGN.md);
+Its CLI also imports pkg_resources, which is why setuptools is pinned below 81 (pyproject.toml);
 that notice says the same thing again.
 """
 import sys
