@@ -82,6 +82,25 @@ def configure(level: str, process: str) -> None:
         exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
+def route_eventlet_tracebacks(hub) -> None:
+    """eventlet's hub prints what escapes a greenthread, a timer or a socket callback with
+    traceback.print_exception: plain text in a JSON log. The same, as one JSON line each."""
+    log = logging.getLogger("eventlet.hub")
+
+    def descriptor_failed(fileno, exc_info):
+        log.error("callback on descriptor %r failed; removing it", fileno, exc_info=exc_info)
+        try:
+            hub.remove_descriptor(fileno)
+        except Exception:
+            log.error("removing descriptor %r failed", fileno, exc_info=True)
+
+    hub.squelch_exception = descriptor_failed
+    hub.squelch_generic_exception = lambda exc_info: log.error("greenthread failed",
+                                                               exc_info=exc_info)
+    hub.squelch_timer_exception = lambda timer, exc_info: log.error("timer failed",
+                                                                    exc_info=exc_info)
+
+
 def fail(log: logging.Logger, code) -> int:
     """Log a SystemExit's message (a configuration error) as JSON; the exit status to use."""
     if isinstance(code, str):

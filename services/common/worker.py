@@ -34,6 +34,7 @@ def main(argv=None) -> None:
     parser.add_argument("service", choices=list(registry()))
     args = parser.parse_args(argv)
     logs.configure(config.env("LOG_LEVEL", "INFO"), f"worker:{args.service}")
+    logs.route_eventlet_tracebacks(eventlet.hubs.get_hub())
     try:
         worker_config = config.worker_config(args.service)
         if config.jwt_secret() == config.DEV_JWT_SECRET:

@@ -163,3 +163,28 @@ def test_the_edge_reads_what_has_arrived_and_keeps_the_rest_for_the_next_frame()
         transport._read(4)
     assert transport._read_buffer == b"gh"  # nothing lost to the timeout
     assert transport._read(4) == b"ghij" and transport._read_buffer == b""
+
+
+def test_eventlet_tracebacks_become_json_log_lines(caplog):
+    class Hub:
+        removed = []
+
+        def remove_descriptor(self, fileno):
+            self.removed.append(fileno)
+
+    hub = Hub()
+    logs.route_eventlet_tracebacks(hub)
+    try:
+        raise ValueError("in a greenthread")
+    except ValueError:
+        import sys
+        info = sys.exc_info()
+    with caplog.at_level(logging.ERROR, logger="eventlet.hub"):
+        hub.squelch_generic_exception(info)
+        hub.squelch_timer_exception(object(), info)
+        hub.squelch_exception(7, info)
+    assert [r.getMessage() for r in caplog.records] == [
+        "greenthread failed", "timer failed", "callback on descriptor 7 failed; removing it"]
+    assert all(r.exc_info[0] is ValueError for r in caplog.records) and hub.removed == [7]
+    line = json.loads(logs.JsonFormatter(process="worker:x").format(caplog.records[0]))
+    assert "ValueError: in a greenthread" in line["exception"]
