@@ -341,3 +341,18 @@ def test_the_launcher_logs_json_too(tmp_path):
     [entry] = [json.loads(line) for line in done.stderr.splitlines()]
     assert (entry["process"], entry["level"]) == ("run", "CRITICAL")
     assert "RabbitMQ is not reachable" in entry["message"]
+
+
+def test_paging_and_retry_refusals_name_their_reason_and_field(plat):
+    code, _, details = refusal(Filing(plat.channel).ListRegister,
+                               {"page": {"page_token": "forged.token"}})
+    assert (code, details["ErrorInfo"].reason) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                   "PAGE_TOKEN_INVALID")
+    assert [v.field for v in details["BadRequest"].field_violations] == ["page.page_token"]
+    institution = Filing(plat.channel, "institution", 309)
+    institution.SubmitApplication(application_request(309, request_id="retry-309"))
+    changed = application_request(309, request_id="retry-309")
+    changed["institution"]["contact_phone"] = "0372-5999999"
+    code, _, details = refusal(institution.SubmitApplication, changed)
+    assert (code, details["ErrorInfo"].reason) == (grpc.StatusCode.ALREADY_EXISTS,
+                                                   "REQUEST_ID_REUSED")
