@@ -339,6 +339,28 @@ def tls_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials:
     return grpc.dynamic_ssl_server_credentials(initial, fetch)
 
 
+class UnknownMethod(grpc.GenericRpcHandler):
+    """Last of the handlers: a method nobody serves is UNIMPLEMENTED with the same structured
+    details as every other refusal (grpcio's own answer carries none)."""
+
+    def __init__(self, services):
+        self.domains = {service_proto(name).full_name: name for name in services}
+
+    def service(self, handler_call_details):
+        method = handler_call_details.method
+        service_name = method.strip("/").partition("/")[0]
+        domain = self.domains.get(service_name, "edge")
+
+        def refuse(request, context):
+            access_log.info("grpc call", extra={"fields": {
+                "method": method[:200], "code": "UNIMPLEMENTED", "reason": "METHOD_NOT_FOUND"}})
+            context.abort_with_status(rich_status(
+                grpc.StatusCode.UNIMPLEMENTED, f"no method {method[:100]} here",
+                {"reason": "METHOD_NOT_FOUND"}, domain))
+
+        return grpc.unary_unary_rpc_method_handler(refuse)  # bytes in: nothing to decode
+
+
 def build_server(services, client, settings):
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="edge"),
@@ -351,6 +373,7 @@ def build_server(services, client, settings):
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [service_proto(n).full_name for n in services]
     add_reflection(server, names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
+    server.add_generic_rpc_handlers((UnknownMethod(services),))
     return server, health_servicer
 
 

@@ -356,3 +356,15 @@ def test_paging_and_retry_refusals_name_their_reason_and_field(plat):
     code, _, details = refusal(institution.SubmitApplication, changed)
     assert (code, details["ErrorInfo"].reason) == (grpc.StatusCode.ALREADY_EXISTS,
                                                    "REQUEST_ID_REUSED")
+
+
+def test_an_unknown_method_is_unimplemented_with_details(plat):
+    for path, domain in (("/vocreg.filing.v1.FilingService/NoSuchMethod", "vocreg.filing"),
+                         ("/no.such.v1.Service/Method", "vocreg.edge")):
+        code, _, details = refusal(plat.channel.unary_unary(path), b"", timeout=5)
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+        assert (details["ErrorInfo"].reason, details["ErrorInfo"].domain) == (
+            "METHOD_NOT_FOUND", domain)
+    # What is served is still served.
+    assert plat.health("") == health_pb2.HealthCheckResponse.SERVING
+    Filing(plat.channel).ListRegister({})
