@@ -43,15 +43,15 @@ wipe: install
 # with eventlet's monkey patching.
 test: install
 	tests/broker_ready.sh
-	$(BIN)/nameko test tests/unit tests/integration
+	$(BIN)/python -m services.common.nameko_cli test tests/unit tests/integration
 	$(BIN)/pytest -p no:nameko tests/e2e tests/deploy
 
 test-unit: install
-	$(BIN)/nameko test tests/unit
+	$(BIN)/python -m services.common.nameko_cli test tests/unit
 
 test-integration: install
 	tests/broker_ready.sh
-	$(BIN)/nameko test tests/integration
+	$(BIN)/python -m services.common.nameko_cli test tests/integration
 
 test-e2e: install
 	tests/broker_ready.sh

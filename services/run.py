@@ -15,6 +15,7 @@ writes; a server already running from `.data/` (another `make run`) is used and 
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -24,8 +25,10 @@ import time
 from urllib.parse import urlsplit
 
 from services import localdb
-from services.common import config
+from services.common import config, logs
 from services.common.spec import registry
+
+log = logging.getLogger("vocreg.run")
 
 STOP_TIMEOUT = 15.0
 
@@ -173,15 +176,16 @@ def preflight(specs) -> tuple[str | None, dict]:
 
 
 def main() -> int:
+    logs.configure(config.env("LOG_LEVEL", "INFO"), "run")  # one JSON object per line
     specs = registry()
     problem, metrics = preflight(specs)
     if problem:
-        print(problem, file=sys.stderr, flush=True)
+        log.critical(problem)
         return 2
     try:
         database, database_line = start_database()
     except localdb.DatabaseServerError as exc:
-        print(f"vocreg: the local database did not start: {exc}", file=sys.stderr)
+        log.critical(f"vocreg: the local database did not start: {exc}")
         return 2
     except KeyboardInterrupt:  # Ctrl-C while it started: it was stopped again
         return 130
@@ -190,7 +194,7 @@ def main() -> int:
     finally:
         if database is not None:
             code = database.stop()
-            print(f"vocreg: database stopped ({code})", flush=True)
+            log.info(f"vocreg: database stopped ({code})")
 
 
 def run_platform(database: localdb.DatabaseServer | None, database_line: str,
@@ -215,23 +219,22 @@ def run_platform(database: localdb.DatabaseServer | None, database_line: str,
     port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
     edge_metrics = config.env_int("EDGE_METRICS_PORT", config.DEFAULT_EDGE_METRICS_PORT)
     worker_ports = ", ".join(f"{s} :{ports[s]}" if ports[s] else f"{s} off" for s in services)
-    print(f"vocreg: workers {', '.join(services)} on {config.amqp_uri().rpartition('@')[2]}; "
-          f"gRPC edge on localhost:{port}; metrics: edge "
-          f"{':' + str(edge_metrics) if edge_metrics else 'off'}, {worker_ports}. "
-          "Ctrl-C stops everything.", flush=True)
-    print(f"vocreg: {database_line}", flush=True)
+    log.info(f"vocreg: workers {', '.join(services)} on {config.amqp_uri().rpartition('@')[2]}; "
+             f"gRPC edge on localhost:{port}; metrics: edge "
+             f"{':' + str(edge_metrics) if edge_metrics else 'off'}, {worker_ports}. "
+             "Ctrl-C stops everything.")
+    log.info(f"vocreg: {database_line}")
 
     exit_code = 0
     while not stopping:
         for label, child in children.items():
             if child.poll() is not None:
-                print(f"vocreg: {label} exited with {child.returncode}; stopping the rest",
-                      file=sys.stderr, flush=True)
+                log.error(f"vocreg: {label} exited with {child.returncode}; stopping the rest")
                 exit_code, stopping = 1, True
                 break
         if database is not None and not stopping and not database.alive():
-            print(f"vocreg: the database server exited with {database.process.returncode}; "
-                  f"stopping the rest (its log: {database.log_file})", file=sys.stderr, flush=True)
+            log.error(f"vocreg: the database server exited with {database.process.returncode}; "
+                      f"stopping the rest (its log: {database.log_file})")
             exit_code, stopping = 1, True
         time.sleep(0.2)
 
@@ -243,11 +246,11 @@ def run_platform(database: localdb.DatabaseServer | None, database_line: str,
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f"vocreg: {label} did not stop in time; killing it", file=sys.stderr)
+            log.warning(f"vocreg: {label} did not stop in time; killing it")
             child.kill()
             child.wait()
             exit_code = 1
-    print("vocreg: platform stopped", flush=True)
+    log.info("vocreg: platform stopped")
     return exit_code
 
 

@@ -70,6 +70,8 @@ class Platform:
         self.procs: dict[str, subprocess.Popen] = {}
         self.stopped: set[str] = set()
         self.channel: grpc.Channel | None = None
+        self.edge_env: dict = {}  # the edge's own variables (e.g. TLS, JWKS)
+        self.tls_root: bytes | None = None  # trust this certificate: the edge serves TLS
 
     @property
     def amqp_uri(self) -> str:
@@ -131,15 +133,21 @@ class Platform:
             self.procs["edge"] = subprocess.Popen(
                 [sys.executable, "-m", "services.common.edge", "--services",
                  ",".join(self.services)], cwd=ROOT,
-                env=self._env(EDGE_MAX_MESSAGE_BYTES=1024 * 1024), stdout=log,
+                env=self._env(EDGE_MAX_MESSAGE_BYTES=1024 * 1024, **self.edge_env), stdout=log,
                 stderr=subprocess.STDOUT)
-            self.channel = grpc.insecure_channel(f"localhost:{self.grpc_port}")
+            self.channel = self.open_channel()
             for service in self.services:
                 self.wait_for_health(spec(service).proto, health_pb2.HealthCheckResponse.SERVING)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def open_channel(self) -> grpc.Channel:
+        target = f"localhost:{self.grpc_port}"
+        if self.tls_root is None:
+            return grpc.insecure_channel(target)
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(self.tls_root))
 
     def health(self, service: str = ""):
         stub = health_pb2_grpc.HealthStub(self.channel)

@@ -142,7 +142,8 @@ def check_serials_left(used: int, wanted: int, level: int, year: int) -> None:
     if used + wanted > MAX_EVALUATOR_SERIAL:
         raise FailedPrecondition(
             f"cannot issue: level {level} serials for {year} would exceed "
-            f"{MAX_EVALUATOR_SERIAL:06d}")
+            f"{MAX_EVALUATOR_SERIAL:06d}", reason="SERIALS_EXHAUSTED",
+            subject=f"serials/{year}/level-{level}")
 
 
 # --- masking for public answers -------------------------------------------------------

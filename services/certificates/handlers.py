@@ -163,19 +163,25 @@ def _issuing_institution(institution_id: str, uow, filing) -> dict:
     refusal = domain.issuing_refusal(view.status, view.reason) if view and view.status else None
     if refusal:
         ISSUE_REFUSED.labels(view.status.replace("INSTITUTION_STATUS_", "").lower()).inc()
-        raise FailedPrecondition(f"cannot issue: {refusal}")
+        raise FailedPrecondition(f"cannot issue: {refusal}", reason="FILING_NOT_ACTIVE",
+                                 subject=f"institution/{institution_id}")
     institution = filing.institution(institution_id)
     if institution is None:
         ISSUE_REFUSED.labels("not_filed").inc()
-        raise FailedPrecondition(f"cannot issue: institution {institution_id} is not filed")
+        raise FailedPrecondition(f"cannot issue: institution {institution_id} is not filed",
+                                 reason="INSTITUTION_NOT_FILED",
+                                 subject=f"institution/{institution_id}")
     refusal = domain.issuing_refusal(institution.get("status"), institution.get("status_reason"))
     if refusal:
         ISSUE_REFUSED.labels("status").inc()
-        raise FailedPrecondition(f"cannot issue: {refusal}")
+        raise FailedPrecondition(f"cannot issue: {refusal}", reason="FILING_NOT_ACTIVE",
+                                 subject=f"institution/{institution_id}")
     problem = domain.filing_code_problem(institution.get("filing_code"))
     if problem:
         log.error("filing returned an unusable filing code for %s: %s", institution_id, problem)
-        raise FailedPrecondition(f"cannot issue: the institution's {problem}")
+        raise FailedPrecondition(f"cannot issue: the institution's {problem}",
+                                 reason="FILING_CODE_UNUSABLE",
+                                 subject=f"institution/{institution_id}")
     return institution
 
 

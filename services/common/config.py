@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from services.common.logs import logging_config
+
 DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 # A fixed, obviously-development secret for `make run` and the tests; the edge and the workers
 # log a warning at start while they use it. Deployments set VOCREG_JWT_SECRET from a Secret.
@@ -144,15 +146,5 @@ def worker_config(service: str) -> dict:
         # Tests only: read the time from this file (services/common/clock.py).
         "CLOCK_FILE": env("VOCREG_CLOCK_FILE", ""),
         "serializer": "json",
-        "LOGGING": {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-            "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-            "root": {"level": env("LOG_LEVEL", "INFO"), "handlers": ["console"]},
-            # nameko logs every expected (deliberate) error as a warning with its traceback;
-            # those are answers, counted by outcome in vocreg_worker_calls_total. Real
-            # failures are still logged at ERROR with their traceback.
-            "loggers": {"nameko.containers": {"level": "ERROR"}},
-        },
+        "LOGGING": logging_config(env("LOG_LEVEL", "INFO"), f"worker:{service}"),
     }

@@ -5,78 +5,121 @@ worker RPC method of the same name over RabbitMQ.
 
 Protobuf in, dict to the worker, dict back, protobuf out. It authenticates the bearer token,
 enforces each RPC's access policy (declared in the proto), honours the caller's deadline,
-maps worker errors to precise status codes (services/common/errors.py), and serves the
-standard health service and server reflection. It never imports eventlet's monkey patching:
-grpcio and eventlet do not share a process (grpcio hangs under eventlet's monkey patching).
+maps worker errors to precise status codes with structured details (services/common/errors.py),
+and serves the standard health service and server reflection (v1 and v1alpha), over TLS when
+given a certificate. It speaks nameko's RPC protocol itself (services/common/amqp_rpc.py) and
+never imports eventlet: grpcio and eventlet do not share a process (grpcio hangs under
+eventlet's monkey patching).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import sys
 import threading
 import time
+import uuid
 from concurrent import futures
 
 import grpc
-from google.protobuf import message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.json_format import ParseError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-from kombu.exceptions import OperationalError
-from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from services.common import config
-from services.common.auth import authorize, bearer_token, verify_token
-from services.common.errors import VocregError, grpc_status_for
+from services.common import config, logs
+from services.common.amqp_rpc import (
+    CHECKED_CONTEXT_KEY,
+    BusError,
+    CallTimeout,
+    ConsumerWatch,
+    RemoteCallError,
+    RpcClient,
+    ServiceDown,
+)
+from services.common.auth import authorize, bearer_token, token_settings, verify_token
+from services.common.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    VocregError,
+    grpc_status_for,
+    remote_details,
+    rich_status,
+)
 from services.common.metrics import GRPC_CALLS, GRPC_LATENCY, serve
 from services.common.protos import access_policies, from_dict, service_proto, to_dict
-from services.common.rpc_client import PoolExhausted, RpcClientPool
 from services.common.spec import registry
 
 log = logging.getLogger("vocreg.edge")
+access_log = logging.getLogger("vocreg.access")
 
 MIB = 1024 * 1024
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 class EdgeSettings:
     def __init__(self):
         self.port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
         self.metrics_port = config.env_int("EDGE_METRICS_PORT", config.DEFAULT_EDGE_METRICS_PORT)
+        # Health only, plaintext: Kubernetes' native gRPC probes cannot speak TLS. 0: none.
+        self.probe_port = config.env_int("EDGE_PROBE_PORT", 0)
         self.threads = config.env_int("EDGE_THREADS", 16)
         # A batch of 10,000 certificates is about 3 MiB; 16 MiB leaves room and stops abuse.
         self.max_message_bytes = config.env_int("EDGE_MAX_MESSAGE_BYTES", 16 * MIB)
         # Used when the client sets no deadline, and the cap on any deadline.
         self.default_timeout = config.env_float("EDGE_DEFAULT_TIMEOUT", 30.0)
         self.max_timeout = config.env_float("EDGE_MAX_TIMEOUT", 120.0)
+        # The health RPC (the worker and its database answer): the health service's status.
         self.health_interval = config.env_float("EDGE_HEALTH_INTERVAL", 5.0)
+        # Whether a worker consumes its queue at all: how fast a dead worker is noticed.
+        self.liveness_interval = config.env_float("EDGE_LIVENESS_INTERVAL", 0.25)
         self.grace = config.env_float("EDGE_SHUTDOWN_GRACE", 10.0)
+        self.tls_cert_file = config.env("EDGE_TLS_CERT_FILE", "")
+        self.tls_key_file = config.env("EDGE_TLS_KEY_FILE", "")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SystemExit("configuration error: set both EDGE_TLS_CERT_FILE and "
+                             "EDGE_TLS_KEY_FILE (or neither, for plaintext)")
 
 
-class Availability:
-    """Which workers answered their last health check. Calls to one that did not fail fast
-    with UNAVAILABLE instead of waiting out their deadline on a queue nobody consumes."""
+class Undecodable:
+    """What the request deserializer hands over for bytes that are not the request message
+    (grpcio would answer INTERNAL and log an ERROR with a traceback if it raised)."""
 
-    def __init__(self):
-        self._serving: dict[str, bool] = {}
+    __slots__ = ("size",)
 
-    def set(self, service: str, serving: bool) -> None:
-        self._serving[service] = serving
+    def __init__(self, size: int):
+        self.size = size
 
-    def serving(self, service: str) -> bool:
-        return self._serving.get(service, False)
+
+def tolerant_parser(message_class):
+    def parse(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except Exception:  # DecodeError, bad UTF-8, nesting too deep: all the caller's bytes
+            return Undecodable(len(data))
+
+    return parse
+
+
+def request_payload(request) -> dict:
+    """The request as the worker's dict. A message that decodes but has no JSON form (a
+    well-known type out of range, e.g. a Timestamp past year 9999) is the caller's error."""
+    try:
+        return to_dict(request)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgument(f"request: {exc}", reason="MALFORMED_REQUEST") from None
 
 
 class ServiceForwarder:
     """The generic handler of one service: every RPC forwarded to the worker."""
 
-    def __init__(self, service: str, pool: RpcClientPool, settings: EdgeSettings,
-                 availability: Availability):
+    def __init__(self, service: str, client: RpcClient, settings: EdgeSettings):
         self.service = service
-        self.availability = availability
         self.proto = service_proto(service)
         self.policies = access_policies(service)
-        self.pool = pool
+        self.client = client
         self.settings = settings
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
@@ -85,113 +128,263 @@ class ServiceForwarder:
             request_class = message_factory.GetMessageClass(method.input_type)
             response_class = message_factory.GetMessageClass(method.output_type)
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                self._handler(method.name, response_class),
-                request_deserializer=request_class.FromString,
+                self._handler(method.name, request_class, response_class),
+                request_deserializer=tolerant_parser(request_class),
                 response_serializer=response_class.SerializeToString)
         return grpc.method_handlers_generic_handler(self.proto.full_name, handlers)
 
-    def _handler(self, method: str, response_class):
+    def _handler(self, method: str, request_class, response_class):
         full_name = f"/{self.proto.full_name}/{method}"
+        request_type = request_class.DESCRIPTOR.full_name
+        latency = GRPC_LATENCY.labels(full_name)
+        counters = {}  # code -> the method's counter child, looked up once
 
         def handle(request, context: grpc.ServicerContext):
             started = time.perf_counter()
-            code, detail, response = grpc.StatusCode.OK, "", None
+            call_id = uuid.uuid4().hex
+            code, message, details, response, caller = grpc.StatusCode.OK, "", None, None, []
             try:
-                response = self.forward(method, response_class, request, context)
-            except VocregError as exc:  # refused at the edge: auth, policy, deadline
-                code, detail = exc.status, exc.message
-            except RemoteError as exc:
+                if isinstance(request, Undecodable):
+                    raise InvalidArgument(f"request: not a valid {request_type} message",
+                                          reason="MALFORMED_REQUEST")
+                response = self.forward(method, response_class, request, context, call_id,
+                                        caller)
+            except VocregError as exc:  # refused at the edge: input, auth, policy, deadline
+                code, message, details = exc.status, exc.message, exc.details()
+            except RemoteCallError as exc:
                 code = grpc_status_for(exc.exc_type)
-                detail = exc.value if code != grpc.StatusCode.INTERNAL else "internal error"
                 if code == grpc.StatusCode.INTERNAL:
-                    log.error("%s: worker failed with %s", full_name, exc.exc_type)
-            except (RpcTimeout, PoolExhausted):
-                code, detail = grpc.StatusCode.DEADLINE_EXCEEDED, "the service did not answer in time"
-            except (UnknownService, WorkerDown):
-                code, detail = grpc.StatusCode.UNAVAILABLE, f"the {self.service} service is not running"
-            except (ConnectionError, OSError, OperationalError):
-                code, detail = grpc.StatusCode.UNAVAILABLE, "the message bus is unavailable"
-                log.warning("%s: bus unavailable", full_name, exc_info=True)
+                    message = "internal error"
+                    log.error("%s: the worker failed with %s", full_name, exc.exc_type,
+                              extra={"fields": {"call_id": call_id}})
+                else:
+                    message, details = exc.value, remote_details(exc.exc_type, exc.exc_args)
+            except CallTimeout:
+                code, message = grpc.StatusCode.DEADLINE_EXCEEDED, "the service did not answer in time"
+            except ServiceDown:
+                code, message = grpc.StatusCode.UNAVAILABLE, f"the {self.service} service is not running"
+                details = {"reason": "SERVICE_NOT_RUNNING"}
+            except BusError as exc:
+                code, message = grpc.StatusCode.UNAVAILABLE, "the message bus is unavailable"
+                details = {"reason": "BUS_UNAVAILABLE"}
+                log.warning("%s: bus unavailable (%s)", full_name, exc)
             except ParseError:
-                code, detail = grpc.StatusCode.INTERNAL, "internal error"
-                log.exception("%s: the worker's answer does not fit %s", full_name,
-                              response_class.DESCRIPTOR.full_name)
+                code, message = grpc.StatusCode.INTERNAL, "internal error"
+                log.error("%s: the worker's answer does not fit %s", full_name,
+                          response_class.DESCRIPTOR.full_name,
+                          extra={"fields": {"call_id": call_id}})
             except Exception:
-                code, detail = grpc.StatusCode.INTERNAL, "internal error"
-                log.exception("%s: unexpected failure", full_name)
-            GRPC_CALLS.labels(full_name, code.name).inc()
-            GRPC_LATENCY.labels(full_name).observe(time.perf_counter() - started)
+                code, message = grpc.StatusCode.INTERNAL, "internal error"
+                log.exception("%s: unexpected failure", full_name,
+                              extra={"fields": {"call_id": call_id}})
+            elapsed = time.perf_counter() - started
+            counter = counters.get(code)
+            if counter is None:
+                counter = counters[code] = GRPC_CALLS.labels(full_name, code.name)
+            counter.inc()
+            latency.observe(elapsed)
+            identity = caller[0] if caller else None
+            fields = {"method": full_name, "code": code.name,
+                      "duration_ms": round(elapsed * 1000, 3), "call_id": call_id,
+                      "role": None if identity is None else (identity.role or "anonymous"),
+                      "subject": None if identity is None or identity.anonymous
+                      else identity.subject}
             if code != grpc.StatusCode.OK:
-                context.abort(code, detail)
+                fields["reason"] = (details or {}).get("reason") or code.name
+            access_log.info("grpc call", extra={"fields": fields})
+            if code != grpc.StatusCode.OK:
+                context.abort_with_status(rich_status(code, message, details, self.service))
             return response
 
         return handle
 
-    def forward(self, method, response_class, request, context):
+    def forward(self, method, response_class, request, context, call_id, caller: list):
         metadata = dict(context.invocation_metadata())
         token = bearer_token(metadata.get("authorization"))
-        identity = verify_token(token)
+        identity = verify_token(token, at_edge=True)
+        caller.append(identity)
         authorize(self.policies.get(method), identity, f"{self.proto.full_name}/{method}")
         remaining = context.time_remaining()
         timeout = self.settings.default_timeout if remaining is None else remaining
         timeout = min(timeout, self.settings.max_timeout)
         if timeout <= 0.001:
-            raise RpcTimeout("deadline already passed")
-        if not self.availability.serving(self.service):
-            raise WorkerDown(self.service)
-        context_data = {"auth_token": token} if token else {}
-        result = self.pool.call(self.service, method, to_dict(request), context_data, timeout)
+            raise DeadlineExceeded("the deadline passed before the call was sent")
+        # The answer is parsed into its message below: the worker need not check it first
+        # (services/common/api.py).
+        context_data = {CHECKED_CONTEXT_KEY: f"{self.service}.{method}"}
+        if token:
+            context_data["auth_token"] = token
+        result = self.client.call(self.service, method, request_payload(request), context_data,
+                                  timeout, call_id)
         return from_dict(result, response_class)
 
 
-class WorkerDown(Exception):
-    """The service's worker failed its last health check."""
-
-
 class HealthWatcher(threading.Thread):
-    """Marks each service SERVING while its worker answers `health`, NOT_SERVING otherwise.
+    """Marks each service SERVING while a worker consumes its queue and answers `health`
+    (which pings its database), NOT_SERVING otherwise.
 
-    The overall status ("") is the edge's own and stays SERVING until shutdown, so a worker
-    outage makes the pod unready (readiness probes the service) without restarting the edge.
+    Consumer presence comes from the ConsumerWatch every fraction of a second: a worker gone
+    is NOT_SERVING at once, a worker back is checked at once. The health RPC runs every
+    EDGE_HEALTH_INTERVAL. The overall status ("") is the edge's own and stays SERVING until
+    shutdown, so a worker outage makes the pod unready (readiness probes the service) without
+    restarting the edge.
     """
 
-    def __init__(self, servicer, availability, pool, services, settings):
+    def __init__(self, servicer, client: RpcClient, watch: ConsumerWatch, services, settings):
         super().__init__(name="health-watcher", daemon=True)
-        self.servicer, self.availability = servicer, availability
-        self.pool, self.services, self.settings = pool, services, settings
+        self.servicer, self.client, self.watch = servicer, client, watch
+        self.services, self.settings = services, settings
         self.stopping = threading.Event()
+        self.wake = threading.Event()
 
-    def check_once(self):
+    def presence_changed(self, service: str, present: bool) -> None:
+        """ConsumerWatch callback (its thread): act now, not at the next interval."""
+        if not present:
+            self._set(service, False)
+        self.wake.set()
+
+    def _set(self, service: str, serving: bool) -> None:
+        self.servicer.set(service_proto(service).full_name,
+                          health_pb2.HealthCheckResponse.SERVING if serving
+                          else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def check_once(self) -> None:
         for name in self.services:
-            try:
-                self.pool.call(name, "health", None, None, timeout=min(2.0, self.settings.health_interval))
-                status = health_pb2.HealthCheckResponse.SERVING
-            except Exception as exc:
-                log.warning("health: %s worker not answering (%s)", name, type(exc).__name__)
-                status = health_pb2.HealthCheckResponse.NOT_SERVING
-            self.availability.set(name, status == health_pb2.HealthCheckResponse.SERVING)
-            self.servicer.set(service_proto(name).full_name, status)
+            serving = False
+            if self.watch.present(name):
+                try:
+                    self.client.call(name, "health", None, None,
+                                     timeout=min(2.0, self.settings.health_interval))
+                    serving = True
+                except Exception as exc:
+                    log.warning("health: %s worker not answering (%s)", name, type(exc).__name__)
+            self._set(name, serving)
 
-    def run(self):
-        while not self.stopping.wait(self.settings.health_interval):
-            self.check_once()
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait(self.settings.health_interval)
+            self.wake.clear()
+            if not self.stopping.is_set():
+                self.check_once()
 
 
-def build_server(services, pool, settings, availability):
+def reflection_v1_file() -> None:
+    """grpc.reflection.v1 into the default descriptor pool, so reflection can describe itself.
+    grpcio-reflection ships v1alpha only; v1 is the same file under a new package."""
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindServiceByName(REFLECTION_V1)
+        return
+    except KeyError:
+        pass
+    file = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(file)
+    file.name, file.package = "grpc/reflection/v1/reflection.proto", "grpc.reflection.v1"
+    file.ClearField("options")
+    old, new = ".grpc.reflection.v1alpha.", ".grpc.reflection.v1."
+    for message in file.message_type:
+        for field in message.field:
+            if field.type_name:
+                field.type_name = field.type_name.replace(old, new)
+    for method in file.service[0].method:
+        method.input_type = method.input_type.replace(old, new)
+        method.output_type = method.output_type.replace(old, new)
+    pool.Add(file)
+
+
+def add_reflection(server: grpc.Server, names: list[str]) -> None:
+    """Server reflection v1alpha and v1 (what grpcurl and current clients ask first). The two
+    are the same messages on the wire, so one servicer answers both."""
+    reflection_v1_file()
+    servicer = reflection.ReflectionServicer([*names, reflection.SERVICE_NAME, REFLECTION_V1])
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)}),))
+
+
+def tls_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials:
+    """Server credentials from PEM files, read again when they change on disk (a Kubernetes
+    Secret volume is updated in place when the certificate is renewed): new connections get
+    the new certificate without a restart."""
+
+    def stamp():
+        return tuple(os.stat(path).st_mtime_ns for path in (cert_file, key_file))
+
+    def load():
+        with open(key_file, "rb") as key, open(cert_file, "rb") as cert:
+            return grpc.ssl_server_certificate_configuration([(key.read(), cert.read())])
+
+    try:
+        seen, initial = [stamp()], load()
+    except OSError as exc:
+        raise SystemExit(f"configuration error: cannot read the TLS certificate or key "
+                         f"(EDGE_TLS_CERT_FILE / EDGE_TLS_KEY_FILE): {exc}") from None
+
+    def fetch():
+        try:
+            current = stamp()
+            if current == seen[0]:
+                return None
+            configuration = load()
+        except OSError as exc:
+            log.warning("TLS certificate unreadable, keeping the one in use: %s", exc)
+            return None
+        seen[0] = current
+        log.info("TLS certificate reloaded")
+        return configuration
+
+    return grpc.dynamic_ssl_server_credentials(initial, fetch)
+
+
+class UnknownMethod(grpc.GenericRpcHandler):
+    """Last of the handlers: a method nobody serves is UNIMPLEMENTED with the same structured
+    details as every other refusal (grpcio's own answer carries none)."""
+
+    def __init__(self, services):
+        self.domains = {service_proto(name).full_name: name for name in services}
+
+    def service(self, handler_call_details):
+        method = handler_call_details.method
+        service_name = method.strip("/").partition("/")[0]
+        domain = self.domains.get(service_name, "edge")
+
+        def refuse(request, context):
+            access_log.info("grpc call", extra={"fields": {
+                "method": method[:200], "code": "UNIMPLEMENTED", "reason": "METHOD_NOT_FOUND"}})
+            context.abort_with_status(rich_status(
+                grpc.StatusCode.UNIMPLEMENTED, f"no method {method[:100]} here",
+                {"reason": "METHOD_NOT_FOUND"}, domain))
+
+        return grpc.unary_unary_rpc_method_handler(refuse)  # bytes in: nothing to decode
+
+
+def build_server(services, client, settings):
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="edge"),
         options=[("grpc.max_receive_message_length", settings.max_message_bytes),
                  ("grpc.max_send_message_length", settings.max_message_bytes),
                  ("grpc.so_reuseport", 0)])
     for name in services:
-        server.add_generic_rpc_handlers((ServiceForwarder(name, pool, settings, availability).generic_handler(),))
+        server.add_generic_rpc_handlers((ServiceForwarder(name, client, settings).generic_handler(),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [service_proto(n).full_name for n in services]
-    reflection.enable_server_reflection(
-        names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server)
+    add_reflection(server, names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
+    server.add_generic_rpc_handlers((UnknownMethod(services),))
     return server, health_servicer
+
+
+def probe_server(health_servicer, port: int) -> grpc.Server:
+    """The health service alone, plaintext, for Kubernetes' native gRPC probes."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe"),
+                         options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if server.add_insecure_port(f"0.0.0.0:{port}") == 0:
+        raise SystemExit(f"edge: cannot listen on port {port} (in use?); set EDGE_PROBE_PORT")
+    return server
 
 
 def main(argv=None) -> None:
@@ -199,30 +392,57 @@ def main(argv=None) -> None:
     parser.add_argument("--services", default=",".join(registry()),
                         help="comma-separated service names (default: every declared service)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=config.env("LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(config.env("LOG_LEVEL", "INFO"), "edge")
+    try:
+        run(args)
+    except SystemExit as exc:
+        sys.exit(logs.fail(log, exc.code))
+
+
+def run(args) -> None:
     services = [s.strip() for s in args.services.split(",") if s.strip()]
     unknown = [s for s in services if s not in registry()]
     if unknown:
         raise SystemExit(f"edge: no service {', '.join(unknown)}; declared: {', '.join(registry())}")
-    if config.jwt_secret() == config.DEV_JWT_SECRET:
+    tokens = token_settings()
+    if tokens.production:
+        log.info("tokens: identity provider %s (JWKS), %s", tokens.issuer,
+                 "/".join(tokens.algorithms))
+    elif config.jwt_secret() == config.DEV_JWT_SECRET:
         log.warning("VOCREG_JWT_SECRET is not set: using the development secret")
 
     settings = EdgeSettings()
-    pool = RpcClientPool(config.amqp_uri(), size=settings.threads)
-    availability = Availability()
-    server, health_servicer = build_server(services, pool, settings, availability)
-    port = server.add_insecure_port(f"0.0.0.0:{settings.port}")
+    amqp = config.amqp_uri()
+    watch = ConsumerWatch(amqp, services, interval=settings.liveness_interval)
+    client = RpcClient(amqp, watch)
+    server, health_servicer = build_server(services, client, settings)
+    address = f"0.0.0.0:{settings.port}"
+    if settings.tls_cert_file:
+        port = server.add_secure_port(address, tls_credentials(settings.tls_cert_file,
+                                                               settings.tls_key_file))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
-        raise SystemExit(f"edge: cannot bind port {settings.port}")
-    serve(settings.metrics_port)
+        raise SystemExit(f"edge: cannot listen on port {settings.port} (in use?); set GRPC_PORT")
+    probes = probe_server(health_servicer, settings.probe_port) if settings.probe_port else None
+    try:
+        serve(settings.metrics_port)
+    except OSError as exc:
+        raise SystemExit(f"edge: cannot serve metrics on port {settings.metrics_port} "
+                         f"({exc.strerror}); set EDGE_METRICS_PORT") from None
     for name in services:
         health_servicer.set(service_proto(name).full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    watcher = HealthWatcher(health_servicer, client, watch, services, settings)
+    watch.on_change = watcher.presence_changed
+    watch.check_once()
     server.start()
-    watcher = HealthWatcher(health_servicer, availability, pool, services, settings)
+    if probes is not None:
+        probes.start()
     watcher.check_once()
+    watch.start()
     watcher.start()
-    log.info("edge listening on :%d for %s", port, ", ".join(services))
+    log.info("edge listening on :%d (%s) for %s", port, "TLS" if settings.tls_cert_file
+             else "plaintext", ", ".join(services))
 
     stopped = threading.Event()
 
@@ -232,13 +452,17 @@ def main(argv=None) -> None:
         stopped.set()
         log.info("edge stopping (signal %d): draining for up to %.0fs", signum, settings.grace)
         watcher.stopping.set()
+        watcher.wake.set()
+        watch.stopping.set()
         health_servicer.enter_graceful_shutdown()
+        if probes is not None:
+            probes.stop(settings.grace)
         server.stop(settings.grace)
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     server.wait_for_termination()
-    pool.close()
+    client.close()
     log.info("edge stopped")
 
 

@@ -23,20 +23,20 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from dataclasses import dataclass
 
 from google.protobuf import json_format
 from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.timer import timer
 from prometheus_client import Counter
 
 from services.common import config, idempotency
-from services.common.api import CallContext
+from services.common.api import CallContext, rpc
 from services.common.auth import Identity
 from services.common.clock import ClockProvider
-from services.common.metrics import WorkerMetrics
+from services.common.metrics import WORKER_CALLS, WORKER_LATENCY, serve
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,29 @@ def on_event(producer: str, event_type: str):
         return event_handler(producer, event_type)(entrypoint)
 
     return decorate
+
+
+class WorkerMetrics(DependencyProvider):
+    """Times every entrypoint of the service and counts outcomes by exception type."""
+
+    def setup(self):
+        self._started = {}
+        serve(int(self.container.config.get("METRICS_PORT", 0) or 0))
+
+    def worker_setup(self, worker_ctx):
+        self._started[worker_ctx] = time.perf_counter()
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        started = self._started.pop(worker_ctx, None)
+        service = self.container.service_name
+        entrypoint = worker_ctx.entrypoint.method_name
+        outcome = "ok" if exc_info is None else exc_info[0].__name__
+        WORKER_CALLS.labels(service, entrypoint, outcome).inc()
+        if started is not None:
+            WORKER_LATENCY.labels(service, entrypoint).observe(time.perf_counter() - started)
+
+    def get_dependency(self, worker_ctx):
+        return None
 
 
 class SettingsProvider(DependencyProvider):

@@ -194,7 +194,8 @@ def earlier_answer(record: RequestRecord, entries: list[dict], now: datetime,
     entries = [e for e in entries if e.get("key") == record.key and _fresh(e, now)]
     if any(e.get("digest") != record.digest for e in entries):
         raise AlreadyExists(f"request_id was already used for a different request "
-                            f"({record.request_id}); use a new request_id for new content")
+                            f"({record.request_id}); use a new request_id for new content",
+                            reason="REQUEST_ID_REUSED")
     if stored_answer:
         for entry in entries:
             if entry.get("answer") is not None:

@@ -6,9 +6,7 @@ the edge on EDGE_METRICS_PORT; port 0 serves nothing (tests run several containe
 from __future__ import annotations
 
 import logging
-import time
 
-from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
@@ -50,24 +48,11 @@ def serve(port: int) -> None:
         log.info("metrics on :%d/metrics", port)
 
 
-class WorkerMetrics(DependencyProvider):
-    """Times every entrypoint of the service and counts outcomes by exception type."""
+def __getattr__(name):
+    # WorkerMetrics is a nameko dependency (and so imports eventlet); it lives with the worker
+    # base in services/common/entrypoints.py, so the edge can import this module without either.
+    if name == "WorkerMetrics":
+        from services.common.entrypoints import WorkerMetrics
 
-    def setup(self):
-        self._started = {}
-        serve(int(self.container.config.get("METRICS_PORT", 0) or 0))
-
-    def worker_setup(self, worker_ctx):
-        self._started[worker_ctx] = time.perf_counter()
-
-    def worker_result(self, worker_ctx, result=None, exc_info=None):
-        started = self._started.pop(worker_ctx, None)
-        service = self.container.service_name
-        entrypoint = worker_ctx.entrypoint.method_name
-        outcome = "ok" if exc_info is None else exc_info[0].__name__
-        WORKER_CALLS.labels(service, entrypoint, outcome).inc()
-        if started is not None:
-            WORKER_LATENCY.labels(service, entrypoint).observe(time.perf_counter() - started)
-
-    def get_dependency(self, worker_ctx):
-        return None
+        return WorkerMetrics
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

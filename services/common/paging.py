@@ -104,18 +104,18 @@ def decode_token(token: str, bound_to: str, now: datetime):
         return None
     payload, _, signature = token.partition(".")
     if not payload or not signature or not hmac.compare_digest(signature, _sign(payload)):
-        raise InvalidArgument(NOT_OURS)
+        raise InvalidArgument(NOT_OURS, reason="PAGE_TOKEN_INVALID")
     try:
         body = json.loads(_unb64(payload))
         after, bound, expires = body["a"], body["b"], int(body["x"])
     except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidArgument(NOT_OURS) from None
+        raise InvalidArgument(NOT_OURS, reason="PAGE_TOKEN_INVALID") from None
     if body.get("v") != _VERSION or after is None:
-        raise InvalidArgument(NOT_OURS)
+        raise InvalidArgument(NOT_OURS, reason="PAGE_TOKEN_INVALID")
     if bound != bound_to:
-        raise InvalidArgument(OTHER_REQUEST)
+        raise InvalidArgument(OTHER_REQUEST, reason="PAGE_TOKEN_MISMATCH")
     if now.timestamp() > expires:
-        raise InvalidArgument(EXPIRED)
+        raise InvalidArgument(EXPIRED, reason="PAGE_TOKEN_EXPIRED")
     return after
 
 
@@ -140,15 +140,18 @@ def page(cmd, now: datetime) -> Page:
     requested = request.get("page") or {}
     bound_to = binding(cmd.rpc, cmd.caller.audit_name() if cmd.caller else "", request)
     errors: list[str] = []
+    reasons: list[str] = []
     size, after = DEFAULT_PAGE_SIZE, None
     try:
         size = page_size(requested)
     except InvalidArgument as exc:
         errors.extend(exc.violations)
+        reasons.append(exc.reason)
     try:
         after = decode_token(requested.get("page_token") or "", bound_to, now)
     except InvalidArgument as exc:
         errors.extend(exc.violations)
-    if errors:
-        raise InvalidArgument(errors)
+        reasons.append(exc.reason)
+    if errors:  # one problem keeps its own reason (e.g. PAGE_TOKEN_EXPIRED)
+        raise InvalidArgument(errors, reason=reasons[0] if len(reasons) == 1 else None)
     return Page(size, after, bound_to, now)

@@ -20,7 +20,7 @@ from nameko.constants import AUTH_TOKEN_CONTEXT_KEY, CALL_ID_STACK_CONTEXT_KEY
 from nameko.containers import WorkerContext
 from nameko.rpc import RpcProxy
 
-from services.common.auth import issue_token
+from services.common.auth import issue_service_token
 from services.common.config import env_float
 from services.common.errors import Unavailable
 
@@ -61,8 +61,8 @@ class ServiceRpcProxy(RpcProxy):
     def service_token(self) -> str:
         now = time.time()
         if self._token is None or now >= self._renew_at:
-            self._token = issue_token("service", self.container.service_name,
-                                      ttl_seconds=TOKEN_TTL_SECONDS)
+            self._token = issue_service_token(self.container.service_name,
+                                              ttl_seconds=TOKEN_TTL_SECONDS)
             self._renew_at = now + TOKEN_TTL_SECONDS / 2  # renew well before it expires
         return self._token
 

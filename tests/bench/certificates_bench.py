@@ -95,14 +95,14 @@ def run(report) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from vocreg.certificates.v1 import certificates_pb2, certificates_pb2_grpc
 
-    from tests.bench.run import measure
+    from tests.bench.edge_bench import sequential as measure
     from tests.e2e.grpc_client import bearer
     from tests.platform import ROOT, Platform
 
     tmp = Path(tempfile.mkdtemp(prefix="vocreg-bench-certificates-"))
     plat = Platform(tmp, services=("certificates",)).start()
     filing = subprocess.Popen(
-        [sys.executable, "-m", "nameko", "run", "--broker", plat.amqp_uri,
+        [sys.executable, "-m", "services.common.nameko_cli", "run", "--broker", plat.amqp_uri,
          "tests.bench.certificates_bench:BenchFiling"], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -1,7 +1,12 @@
 """The bare baselines the edge is measured against: a nameko RPC echo and a grpcio echo."""
 from __future__ import annotations
 
-from nameko.rpc import rpc
+import warnings
+
+# nameko imports eventlet, which we chose on purpose (nameko 2.14): its notice is noise here.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated", category=Warning)
+
+from nameko.rpc import rpc  # noqa: E402
 
 
 class EchoService:

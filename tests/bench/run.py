@@ -1,122 +1,141 @@
-"""`make bench`: a gRPC call through the edge to the worker, against its baselines, in one run.
+"""`make bench`: the platform's speed as ratios against baselines measured in the same run
+(absolute times drift on a shared machine; the ratios are what to watch).
 
-Baselines measured in the same run on the same machine (absolute times drift here):
-  bare grpcio   - a grpcio echo server, bytes in and out (the floor of any gRPC call);
-  bare nameko   - a nameko RPC echo over the same RabbitMQ (the floor of any bus call);
-  edge health   - the edge answering by itself (its own gRPC cost, no bus);
-  nameko->worker - ListRegister straight over nameko RPC (the worker's own cost);
-  edge->worker  - ListRegister through the edge and the bus to the filing worker (public);
-  edge->worker+auth - GetInstitution with a bearer token (verified at edge and worker).
-Calls are sequential, one at a time, after a warm-up. The ratios are what to watch.
+Rows (issue 18), each printed with its figure, its baseline and their ratio, the median of
+BENCH_ROUNDS rounds (default 3) with the range:
+  - the edge's rows (tests/bench/edge_bench.py): edge -> worker against nameko -> worker
+    (sequential p50), edge ListRegister throughput against a bare nameko echo at 1, 8 and 32
+    concurrent callers;
+  - certificates (tests/bench/certificates_bench.py): issuing 10,000 against inserting them,
+    verification against the edge's bare round trip.
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
+The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
+can be compared.
 """
 from __future__ import annotations
 
+import json
+import logging
+import os
+import platform as host
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from nameko.standalone.rpc import ClusterRpcProxy
+# The benchmark's nameko clients import eventlet; we chose it on purpose (nameko 2.14).
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated", category=Warning)
 
-from tests import database
-from tests.e2e.grpc_client import Filing
-from tests.platform import ROOT, Platform, free_port
+from tests import database  # noqa: E402
+from tests.bench import edge_bench  # noqa: E402
+from tests.platform import ROOT, Platform, free_port  # noqa: E402
 
-CALLS = 400
-WARMUP = 40
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
-def measure(label: str, call, calls: int = CALLS) -> dict:
-    for _ in range(WARMUP):
-        call()
-    samples = []
-    started = time.perf_counter()
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - started
-    samples.sort()
-    return {"label": label, "calls_per_s": calls / elapsed,
-            "p50_ms": statistics.median(samples) * 1000,
-            "p99_ms": samples[int(len(samples) * 0.99) - 1] * 1000}
+def summarise(rounds: list[list[dict]]) -> list[dict]:
+    """Per row: the medians of figure, baseline and ratio over the rounds, and the ratio's range."""
+    summary = []
+    for i, first in enumerate(rounds[0]):
+        same = [r[i] for r in rounds]
+        ratios = [r["ratio"] for r in same]
+        summary.append({**first, "figure": statistics.median(r["figure"] for r in same),
+                        "baseline": statistics.median(r["baseline"] for r in same),
+                        "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+                        "ratio_max": max(ratios), "rounds": len(same),
+                        "met": goal_met(first["goal"], statistics.median(ratios))})
+    return summary
 
 
-def print_table(rows: list[dict]) -> None:
-    print(f"{'path':<22}{'calls/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for r in rows:
-        print(f"{r['label']:<22}{r['calls_per_s']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}")
+def goal_met(goal: str, ratio: float):
+    if goal.startswith("<="):
+        return ratio <= float(goal[2:])
+    if goal.startswith(">="):
+        return ratio >= float(goal[2:])
+    return None
 
 
-def wait_grpc(channel: grpc.Channel, timeout: float = 20) -> None:
-    grpc.channel_ready_future(channel).result(timeout=timeout)
+def print_rows(summary: list[dict]) -> None:
+    print(f"{'row':<58}{'figure':>10}{'baseline':>10}  {'ratio (range)':<20}{'goal':<8}")
+    for r in summary:
+        met = {True: "met", False: "NOT MET", None: ""}[r["met"]]
+        print(f"{r['row']:<58}{r['figure']:>10.2f}{r['baseline']:>10.2f}  "
+              f"{r['ratio']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})".ljust(
+                  58 + 10 + 10 + 2 + 20) + f"{r['goal']:<8} {met}")
 
 
-def main() -> int:
+def print_figures(rounds: list[dict]) -> None:
+    print(f"{'path':<28}{'calls/s':>10}{'p50 ms':>10}{'p99 ms':>10}   (median of {len(rounds)} rounds)")
+    for label in rounds[0]:
+        figures = [r[label] for r in rounds]
+        print(f"{label:<28}{statistics.median(f['calls_per_s'] for f in figures):>10.0f}"
+              f"{statistics.median(f['p50_ms'] for f in figures):>10.2f}"
+              f"{statistics.median(f['p99_ms'] for f in figures):>10.2f}")
+
+
+def machine() -> dict:
+    return {"cores": os.cpu_count(), "python": host.python_version(), "host": host.node(),
+            "load_average": os.getloadavg()}
+
+
+def write_results(results: dict) -> Path:
+    out = Path(os.environ.get("BENCH_OUT") or ROOT / ".bench" /
+               f"bench-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    return out
+
+
+def edge_rows(results: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vocreg-bench-"))
-    server = database.server(on_disk=True)
-    print(f"database: secantusdb on {server.uri}, store on disk, writes journaled")
     plat = Platform(tmp).start()
     echo_port = free_port()
-    grpc_echo = subprocess.Popen([sys.executable, "-m", "tests.bench.echo_service", str(echo_port)],
-                                 cwd=ROOT)
+    grpc_echo = subprocess.Popen([sys.executable, "-m", "tests.bench.echo_service",
+                                  str(echo_port)], cwd=ROOT)
     nameko_echo = subprocess.Popen(
-        [sys.executable, "-m", "nameko", "run", "--broker", plat.amqp_uri,
+        [sys.executable, "-m", "services.common.nameko_cli", "run", "--broker", plat.amqp_uri,
          "tests.bench.echo_service:EchoService"], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        echo_channel = grpc.insecure_channel(f"127.0.0.1:{echo_port}")
-        wait_grpc(echo_channel)
-        echo = echo_channel.unary_unary("/bench.Echo/Echo")
-        payload = b"x" * 64
-        health = health_pb2_grpc.HealthStub(plat.channel)
-        public = Filing(plat.channel)
-        with_token = Filing(plat.channel, "regulator")
-        rows = [measure("bare grpcio", lambda: echo(payload, timeout=5))]
-        with ClusterRpcProxy({"AMQP_URI": plat.amqp_uri}, timeout=10) as cluster:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    cluster.bench_echo.echo({"x": 1})
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.3)
-            rows.append(measure("bare nameko", lambda: cluster.bench_echo.echo({"x": 1})))
-            # The same worker call without the edge: separates the edge's cost from the worker's.
-            rows.append(measure("nameko->worker", lambda: cluster.filing.ListRegister({})))
-        rows.append(measure("edge health", lambda: health.Check(health_pb2.HealthCheckRequest(),
-                                                               timeout=5)))
-        rows.append(measure("edge->worker", lambda: public.ListRegister({})))
-        rows.append(measure("edge->worker+auth", lambda: with_token.ListRegister({})))
-        print_table(rows)
-        by = {r["label"]: r for r in rows}
-        edge = by["edge->worker"]
-        print()
-        print(f"edge->worker p50 / bare nameko p50: {edge['p50_ms'] / by['bare nameko']['p50_ms']:.2f}x")
-        print(f"edge->worker p50 / bare grpcio p50: {edge['p50_ms'] / by['bare grpcio']['p50_ms']:.2f}x")
-        print(f"edge->worker calls/s vs bare nameko: "
-              f"{edge['calls_per_s'] / by['bare nameko']['calls_per_s']:.2f}")
-        print(f"edge's own share of edge->worker (p50): "
-              f"{edge['p50_ms'] - by['nameko->worker']['p50_ms']:+.2f} ms")
-        print(f"auth overhead (p50): {by['edge->worker+auth']['p50_ms'] - edge['p50_ms']:+.2f} ms")
-        extra = ROOT / "tests" / "bench" / "certificates_bench.py"
-        if extra.exists():
-            from tests.bench import certificates_bench
-            certificates_bench.run(print)
+        rounds = []
+        for i in range(ROUNDS):
+            print(f"edge round {i + 1}/{ROUNDS} ...", flush=True)
+            rounds.append(edge_bench.run_round(plat, echo_port))
     finally:
         for proc in (grpc_echo, nameko_echo):
             proc.terminate()
             proc.wait(timeout=10)
         plat.stop()
+    print()
+    print_figures(rounds)
+    print()
+    summary = summarise([edge_bench.rows(r) for r in rounds])
+    print_rows(summary)
+    results["edge"] = {"rounds": rounds, "rows": summary}
+
+
+def main() -> int:
+    # The nameko clients' library chatter (e.g. py-amqp on closing channels) is not a figure.
+    logging.basicConfig(level=logging.ERROR)
+    results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "machine": machine(), "rounds": ROUNDS}
+    server = database.server(on_disk=True)
+    print(f"database: secantusdb on {server.uri}, store on disk, writes journaled")
+    try:
+        edge_rows(results)
+        if os.environ.get("BENCH_ONLY") != "edge":
+            from tests.bench import certificates_bench
+            certificates_bench.run(print)
+    finally:
         database.stop_server()
+    results["machine"]["load_average_after"] = os.getloadavg()
+    print(f"\nresults: {write_results(results)} (load average before "
+          f"{results['machine']['load_average'][0]:.2f}, after "
+          f"{results['machine']['load_average_after'][0]:.2f} on {os.cpu_count()} cores)")
     return 0
 
 

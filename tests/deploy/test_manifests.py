@@ -218,9 +218,28 @@ def test_container_has_probes(pod, container):
 
 
 @pytest.mark.parametrize(("pod", "container"), EDGES)
-def test_edge_uses_native_grpc_probes(pod, container):
+def test_edge_uses_native_grpc_probes_on_its_plaintext_probe_port(pod, container):
+    """The kubelet's gRPC probes cannot speak TLS: the edge serves health alone, plaintext,
+    on EDGE_PROBE_PORT, whether or not 50051 serves TLS."""
+    env = {var["name"]: var.get("value") for var in container.get("env", [])}
+    ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    assert env.get("EDGE_PROBE_PORT") == "50052" and ports.get("probe") == 50052
     for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe].get("grpc", {}).get("port") == 50051, probe
+        assert container[probe].get("grpc", {}).get("port") == 50052, probe
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SERVICE_IDS)
+def test_edge_mounts_its_optional_tls_secret_read_only(spec):
+    pod = named("Deployment", f"{spec.name}-edge")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    secret = volumes["tls"]["secret"]
+    assert (secret["secretName"], secret["optional"]) == (f"{spec.name}-edge-tls", True)
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["tls"] == {"name": "tls", "mountPath": "/etc/vocreg/tls", "readOnly": True}
+    shared = yaml.safe_load((K8S / "config.yaml").read_text())
+    assert "EDGE_TLS_CERT_FILE" in (K8S / "config.yaml").read_text()  # how to turn it on
+    assert "EDGE_TLS_CERT_FILE" not in shared["data"]  # off until a certificate is issued
 
 
 @pytest.mark.parametrize(("pod", "container"), WORKERS)
