@@ -37,6 +37,7 @@ class FakeRepository(Repository):
         self.store: dict[tuple, object] = {}
         self.counters: dict[str, int] = {}
         self.handled_keys: set[str] = set()
+        self.live_workers: set[str] = set()  # worker instances beating (uow.owner_alive)
 
     def all(self, cls) -> list:
         return [doc for (kind, _), doc in self.store.items() if kind is cls]
@@ -75,6 +76,12 @@ class FakeRepository(Repository):
 
     def ping(self) -> None:
         return None
+
+    def beat(self, instance: str = "fake") -> None:
+        self.live_workers.add(instance)
+
+    def alive(self, instance, within_seconds) -> bool:
+        return instance in self.live_workers
 
 
 def _copy(doc):

@@ -532,3 +532,21 @@ def stats_match(request: dict, institution_id: str | None, start: date | None,
     if issued:
         match["issued_on"] = issued
     return match
+
+
+def operation_abandoned(kind: str, owner: str | None, owner_alive: bool, age_seconds: float,
+                        stale_seconds: int, has_request: bool) -> bool:
+    """May a PENDING operation be finished by someone else now? Not while the worker running it
+    beats. Once it is gone (a crash): by a retry of the same request at once, since the retry
+    carries everything the first call had; by the sweep, an invalidation or withdrawal at once
+    (its selection is stored), but a batch only after `stale_seconds`, the window in which its
+    caller's retry can still issue the rows the crash left out (the sweep has no rows, only
+    what was stored). An operation that names no worker (stored before workers named
+    themselves) counts as gone once it is `stale_seconds` old."""
+    if owner and owner_alive:
+        return False
+    if not owner:
+        return age_seconds >= stale_seconds
+    if has_request or kind != "issue":
+        return True
+    return age_seconds >= stale_seconds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from datetime import date, timedelta, timezone
+from datetime import date, timezone
 
 from prometheus_client import Counter
 
@@ -44,16 +44,26 @@ ROW_STATUSES = (domain.ROW_ISSUED, domain.ROW_REJECTED, domain.ROW_DUPLICATE)
 @rebuilds_its_answer
 def issue_certificates(cmd, uow, clock, settings, filing):
     """Issue a batch. Its Operation's id is the request's (uow.new_id): the same request again
-    finds it and answers from what it wrote (a 10,000-row answer is rebuilt, not stored)."""
+    finds it and answers from what it wrote (a 10,000-row answer is rebuilt, not stored); if
+    the worker that ran it died half way, the retry takes the batch over and issues the rows
+    not stored yet, under the same batch id."""
     institution_id = cmd.caller.institution_id
     today = today_in_shanghai(clock.now())
     batch = domain.parse_batch(cmd.request, today, settings.late_days)
     op_id = uow.new_id()
-    earlier = _earlier_operation(uow, clock, settings, op_id)
-    if earlier is not None:
+    earlier = uow.repo.operation(op_id)
+    if earlier is not None and earlier.state == DONE:
         return _batch_answer(uow, earlier, batch)
-    institution = _issuing_institution(institution_id, uow, filing)
+    if earlier is not None:
+        if not _abandoned(uow, clock, settings, earlier, has_request=True):
+            raise _running()
+        earlier.owner = uow.instance_id
+        uow.flush(earlier)  # conditional: of two retries taking it over, one wins
+        _issue_missing_rows(uow, earlier, batch, _restore_refusals(batch, earlier), today)
+        _finish(uow, earlier)  # counted from every row the batch holds, both runs'
+        return _batch_answer(uow, earlier, batch)
 
+    institution = _issuing_institution(institution_id, uow, filing)
     refusals = {}
     for occupation, level in domain.rights_to_ask(batch.rows):
         allowed, reason = filing.evaluation_right(institution_id, occupation, level,
@@ -62,24 +72,17 @@ def issue_certificates(cmd, uow, clock, settings, filing):
             refusals[(occupation, level)] = reason
     domain.refuse_out_of_scope(batch.rows, refusals)
 
-    existing = uow.repo.session_numbers(institution_id, batch.exam_session_id)
-    to_issue = [r for r in batch.rows if r.ok and r.key not in existing]
-    numbers = _allocate_numbers(uow, institution["filing_code"], today, to_issue)
-
     op = uow.add(Operation(
         operation_id=op_id, kind="issue", state=PENDING, started_at=clock.now(),
-        actor=cmd.caller.audit_name(), institution_id=institution_id,
+        owner=uow.instance_id, actor=cmd.caller.audit_name(), institution_id=institution_id,
+        filing_code=institution["filing_code"], issuer_name=institution.get("name"),
         details={"exam_session_id": batch.exam_session_id,
                  "assessment_date": batch.assessment_date.isoformat(),
                  "issued_on": today.isoformat()}, late_reported=batch.late,
         rejected={str(r.index): list(r.errors) for r in batch.rows if not r.ok}),
         on_duplicate=_running)
     uow.flush(op)  # the record of the batch lands before its certificates: a crash is finished
-    docs = [_certificate_doc(row, numbers[row.index], op, institution, batch, today)
-            for row in to_issue]
-    written = uow.repo.insert_certificates(docs, op.operation_id)
-    if len(written) < len(docs):  # a concurrent upload of the same rows won the race
-        existing = uow.repo.session_numbers(institution_id, batch.exam_session_id)
+    docs, numbers, written, existing = _issue_missing_rows(uow, op, batch, batch.rows, today)
 
     results = []
     for row in batch.rows:
@@ -102,6 +105,29 @@ def issue_certificates(cmd, uow, clock, settings, filing):
     return _batch_summary(op.operation_id, batch.late, results)
 
 
+def _restore_refusals(batch, op: Operation) -> list:
+    """The batch's rows with the refusals its first run decided (kept in the operation)."""
+    for row in batch.rows:
+        errors = (op.rejected or {}).get(str(row.index))
+        if errors is not None:
+            row.errors = list(errors)
+    return batch.rows
+
+
+def _issue_missing_rows(uow, op: Operation, batch, rows, today: date):
+    """Number and insert the accepted rows the exam session does not hold yet, under the
+    operation's batch id: (documents, row index -> number, numbers written, session's numbers
+    before or beside them)."""
+    existing = uow.repo.session_numbers(op.institution_id, batch.exam_session_id)
+    to_issue = [r for r in rows if r.ok and r.key not in existing]
+    numbers = _allocate_numbers(uow, op.filing_code, today, to_issue)
+    docs = [_certificate_doc(row, numbers[row.index], op, batch, today) for row in to_issue]
+    written = uow.repo.insert_certificates(docs, op.operation_id)
+    if len(written) < len(docs):  # a concurrent upload of the same rows won the race
+        existing = uow.repo.session_numbers(op.institution_id, batch.exam_session_id)
+    return docs, numbers, written, existing
+
+
 NOT_STORED = "could not be stored; upload the row again"
 
 
@@ -120,17 +146,22 @@ def _running() -> Conflict:
 
 def _earlier_operation(uow, clock, settings, op_id: str) -> Operation | None:
     """The operation this same request created before (a retry with its request_id), finished
-    if a crash left it PENDING; None the first time. A PENDING one that is not stale yet is
-    still being processed by the first call: Conflict, retry in a moment."""
+    if a crash left it PENDING; None the first time. A PENDING one whose worker is still alive
+    is being processed by the first call: Conflict, retry in a moment."""
     op = uow.repo.operation(op_id)
     if op is None:
         return None
     if op.state == PENDING:
-        if op.started_at.replace(tzinfo=timezone.utc) > \
-                clock.now() - timedelta(seconds=settings.stale_operation_seconds):
+        if not _abandoned(uow, clock, settings, op, has_request=True):
             raise _running()
         _finish(uow, op)  # as the sweep would: counted from what the first call wrote
     return op
+
+
+def _abandoned(uow, clock, settings, op: Operation, has_request: bool) -> bool:
+    age = (clock.now() - op.started_at.replace(tzinfo=timezone.utc)).total_seconds()
+    return domain.operation_abandoned(op.kind, op.owner, uow.owner_alive(op.owner), age,
+                                      settings.stale_operation_seconds, has_request)
 
 
 def _batch_answer(uow, op: Operation, batch) -> dict:
@@ -203,12 +234,12 @@ def _allocate_numbers(uow, filing_code: str, today: date, rows) -> dict:
     return numbers
 
 
-def _certificate_doc(row, number, op, institution, batch, today) -> dict:
+def _certificate_doc(row, number, op, batch, today) -> dict:
     return Certificate(
         key=domain.issue_key(op.institution_id, batch.exam_session_id, row.holder_id_number,
                              row.occupation_code, row.skill_level),
         certificate_number=number, institution_id=op.institution_id,
-        filing_code=institution["filing_code"], issuer_name=institution.get("name"),
+        filing_code=op.filing_code, issuer_name=op.issuer_name,
         exam_session_id=batch.exam_session_id, batch_id=op.operation_id,
         holder_name=row.holder_name, holder_id_number=row.holder_id_number,
         occupation_code=row.occupation_code, occupation_name=row.occupation_name,
@@ -361,7 +392,7 @@ def _end(uow, clock, settings, caller: Identity, selection: domain.Selection, st
         raise NotFound("no certificate matches the selection")
     effective_on = today_in_shanghai(clock.now()).isoformat()
     op = uow.add(Operation(operation_id=op_id, kind=kind, state=PENDING, started_at=clock.now(),
-                           actor=caller.audit_name(), institution_id=selection.institution_id,
+                           owner=uow.instance_id, actor=caller.audit_name(), institution_id=selection.institution_id,
                            details={**details, "effective_on": effective_on},
                            selection=domain.selection_record(selection), matching=matching,
                            not_found=not_found),
@@ -424,11 +455,12 @@ def filing_status_changed(event, uow, clock, settings):
 
 # --- the clock ------------------------------------------------------------------------------
 def sweep(uow, clock, settings):
-    """Finish operations a crash left PENDING (their event is then counted from what the
-    database holds)."""
-    stale_before = clock.now() - timedelta(seconds=settings.stale_operation_seconds)
+    """Finish operations a crash left PENDING (their worker stopped beating): their event is
+    then counted from what the database holds."""
     finished = 0
-    for op in uow.repo.stale_operations(stale_before):
+    for op in uow.repo.pending_operations():
+        if not _abandoned(uow, clock, settings, op, has_request=False):
+            continue
         with uow.step(f"operation {op.operation_id}") as step:
             _finish(uow, op)
         finished += step.done

@@ -74,6 +74,13 @@ class Operation(Aggregate):
     kind = me.StringField(required=True)  # issue | invalidate | withdraw
     state = me.StringField(required=True)  # PENDING | DONE
     started_at = me.DateTimeField(required=True)
+    # The worker process running it (services/common/uow.py INSTANCE_ID): while it beats, a
+    # retry of the same request waits; once it is gone, a retry or the sweep finishes it.
+    owner = me.StringField()
+    # A batch's issuer as filing gave it, so a retry that takes the batch over numbers the
+    # rest without asking filing again.
+    filing_code = me.StringField()
+    issuer_name = me.StringField()
     actor = me.StringField(required=True)
     institution_id = me.StringField()
     # What the event needs besides the counts (session, dates, reason, decision).

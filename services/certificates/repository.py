@@ -13,10 +13,10 @@ PENDING, DONE = "PENDING", "DONE"
 
 class CertificatesRepository(Repository):
     # --- operations (the aggregates) ---------------------------------------------------
-    def stale_operations(self, started_before) -> list[Operation]:
-        """PENDING operations older than `started_before`: cut short by a crash."""
-        return self.track_all(Operation.objects(state=PENDING, started_at__lt=started_before)
-                              .order_by("started_at"))
+    def pending_operations(self, limit: int = 500) -> list[Operation]:
+        """PENDING operations, oldest first: running now, or cut short by a crash."""
+        return self.track_all(Operation.objects(state=PENDING).order_by("started_at")
+                              .limit(limit))
 
     def operation(self, operation_id: str) -> Operation | None:
         return self.tracked(Operation, operation_id) or self.track(

@@ -37,10 +37,12 @@ from services.common.api import CallContext, rpc
 from services.common.auth import Identity
 from services.common.clock import ClockProvider
 from services.common.metrics import WORKER_CALLS, WORKER_LATENCY, serve
+from services.common.uow import HEARTBEAT_INTERVAL
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = config.sweep_interval()
+
 
 EVENTS_REJECTED = Counter(
     "vocreg_events_rejected_total",
@@ -190,6 +192,11 @@ class Worker:
         too: a worker that cannot reach it is not serving."""
         self.uow.ping()
         return {"service": self.name, "status": "SERVING"}
+
+    @timer(interval=HEARTBEAT_INTERVAL)
+    def heartbeat(self):
+        """This process is alive (services/common/uow.py OWNER_GONE_AFTER)."""
+        self.uow.heartbeat()
 
     @timer(interval=SWEEP_INTERVAL)
     def relay(self):

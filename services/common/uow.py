@@ -17,13 +17,17 @@ without a broker or a database.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from contextlib import contextmanager
+from datetime import timezone
 
 import mongoengine
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from services.common import idempotency
+from services.common import config, idempotency
 from services.common.auth import Identity
 from services.common.bus import Outbox, new_event, utcnow
 from services.common.errors import AlreadyExists, Conflict, InvalidArgument
@@ -34,6 +38,16 @@ from services.common.storage import Aggregate
 log = logging.getLogger(__name__)
 
 PROCESSED_EVENTS = "processed_events"
+WORKERS = "workers"
+
+# This worker process, as the work it owns names it: a call that writes a record before a long
+# side-write (a batch's operation) stores it, and a retry or the sweep takes the work over only
+# once its owner has stopped beating (services/common/entrypoints.py Worker.heartbeat), so a
+# crash holds a request up for seconds, while a busy worker is never overtaken.
+INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+# How often a worker says it is alive, and how long its silence means it is gone.
+HEARTBEAT_INTERVAL = config.env_float("WORKER_HEARTBEAT_INTERVAL", 2.0)
+OWNER_GONE_AFTER = 5 * HEARTBEAT_INTERVAL
 COUNTERS = "counters"
 
 
@@ -109,6 +123,22 @@ class Repository:
     def ping(self) -> None:
         self.db().command("ping")
 
+    # --- which worker processes are alive (wall-clock time: liveness is physical) -------------
+    def beat(self, instance: str = INSTANCE_ID) -> None:
+        self.db()[WORKERS].update_one({"_id": instance}, {"$set": {"seen_at": utcnow()}},
+                                      upsert=True)
+
+    def alive(self, instance: str | None, within_seconds: float) -> bool:
+        """The instance beat within the last `within_seconds` (None or unknown: not alive)."""
+        if not instance:
+            return False
+        doc = self.db()[WORKERS].find_one({"_id": instance}, {"seen_at": 1})
+        if doc is None:
+            return False
+        seen = doc["seen_at"] if doc["seen_at"].tzinfo else doc["seen_at"].replace(
+            tzinfo=timezone.utc)
+        return (utcnow() - seen).total_seconds() <= within_seconds
+
 
 class UnitOfWork:
     def __init__(self, repository: Repository, events_module, source: str, clock,
@@ -118,6 +148,7 @@ class UnitOfWork:
         self.source = source
         self.clock = clock
         self.publisher = publisher
+        self.instance_id = INSTANCE_ID
         self._written: list[Aggregate] = []
         self._reset_request()
 
@@ -142,6 +173,10 @@ class UnitOfWork:
         primary key and never both apply), random otherwise."""
         self._ids_made += 1
         return idempotency.new_id(self.request, self._ids_made)
+
+    def owner_alive(self, owner: str | None) -> bool:
+        """The worker that owns some work (its INSTANCE_ID) is still beating."""
+        return owner == self.instance_id or self.repo.alive(owner, OWNER_GONE_AFTER)
 
     def add(self, aggregate, on_duplicate=None):
         """A new aggregate: inserted when the call ends (or at `flush(aggregate)`). A duplicate
@@ -277,3 +312,6 @@ class UnitOfWorkFactory:
 
     def ping(self) -> None:
         self.provider.repository_class(self.provider.alias).ping()
+
+    def heartbeat(self) -> None:
+        self.provider.repository_class(self.provider.alias).beat()

@@ -425,12 +425,17 @@ def test_sweep_finishes_an_operation_a_crash_left_pending(registry, event_log, r
     from services.certificates.models import Operation
 
     answer = rpc_as(token("institution", 1)).certificates.IssueCertificates(batch([row(1), row(2)]))
-    # As if the worker died after writing the certificates, before finishing the batch.
+    # As if the batch were still running in this (live) worker: the sweep leaves it alone.
     Operation.objects(pk=answer["batch_id"]).update_one(set__state="PENDING", set__pending_events=[])
     EventLog.seen = []
     with entrypoint_hook(registry, "sweep") as sweep:
-        assert sweep()["finished"] == 0  # too recent: it may still be running
-        clock.set(2026, 11, 21, hour=3)
+        assert sweep()["finished"] == 0  # its worker is alive: it may still be running
+        # As if the worker that ran it had died (it beats no more) before finishing the batch:
+        # the sweep leaves it to its caller's retry (which has the rows) for the stale window,
+        clock.set(2026, 11, 21, hour=2)
+        Operation.objects(pk=answer["batch_id"]).update_one(set__owner="a-worker-that-died")
+        assert sweep()["finished"] == 0
+        clock.set(2026, 11, 21, hour=3)  # then closes it with what was stored
         with entrypoint_waiter(event_log, "issued"):
             assert sweep()["finished"] == 1
     kind, body = EventLog.seen[-1]

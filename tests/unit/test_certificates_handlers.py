@@ -33,9 +33,9 @@ class FakeCertificatesRepository(FakeRepository, CertificatesRepository):
         self.certificates: list[dict] = []
         self.views: dict[str, dict] = {}
 
-    def stale_operations(self, started_before):
-        return self.track_all(o for o in self.all(Operation)
-                              if o.state == "PENDING" and o.started_at < started_before)
+    def pending_operations(self, limit=500):
+        return self.track_all(sorted((o for o in self.all(Operation) if o.state == "PENDING"),
+                                     key=lambda o: o.started_at)[:limit])
 
     def operation(self, operation_id):
         return self.load(Operation, operation_id)

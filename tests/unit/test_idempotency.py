@@ -88,7 +88,7 @@ def test_the_same_request_id_with_other_rows_is_already_exists(certs, clock):
     assert len(certs.repo.certificates) == 1 and len(certs.repo.all(Operation)) == 1
 
 
-def test_a_batch_cut_short_is_finished_by_its_retry_once_stale(certs, clock):
+def test_a_batch_cut_short_is_finished_by_its_retry_once_its_worker_is_gone(certs, clock):
     request = {**batch(row(1), row(2)), "request_id": "crashed"}
     first = issue(certs, clock, request)
     [op] = certs.repo.all(Operation)
@@ -96,8 +96,8 @@ def test_a_batch_cut_short_is_finished_by_its_retry_once_stale(certs, clock):
     op.state, op.summary, op.pending_events = "PENDING", {}, []
     certs.published.clear()
     with pytest.raises(Conflict, match="being processed"):
-        issue(certs, clock, request)  # the first call may still be running
-    clock.current += timedelta(seconds=CERTS.stale_operation_seconds + 1)
+        issue(certs, clock, request)  # its worker is alive: the first call may still be running
+    op.owner = "a-worker-that-died"  # it beats no more: the crash the state above says
     assert issue(certs, clock, request) == first
     [event] = certs.events("CertificatesIssued")
     assert event["batch_id"] == first["batch_id"] and event["total"] == 2
@@ -138,7 +138,7 @@ def test_an_invalidation_cut_short_before_the_certificates_changed_is_finished(c
     op.state, op.summary, op.pending_events = "PENDING", {}, []
     certs.repo.certificates[0].update(status="CERTIFICATE_STATUS_VALID", invalidation={},
                                       operation_id=None)
-    clock.current += timedelta(seconds=CERTS.stale_operation_seconds + 1)
+    op.owner = "a-worker-that-died"
     assert run(certificates.invalidate_certificates, certs, clock, CERTS, request,
                REGULATOR) == first
     assert certs.repo.certificates[0]["status"] == "CERTIFICATE_STATUS_INVALIDATED"
@@ -251,3 +251,41 @@ def test_an_aggregate_keeps_its_newest_request_records_only(clock):
 def test_content_is_compared_as_proto3_means_it():
     assert idempotency.canonical({"note": "", "a": [{"x": 0, "y": "z"}], "b": False}) == \
         {"a": [{"y": "z"}]}
+
+
+def test_an_operation_from_before_workers_named_themselves_is_finished_once_stale(certs, clock):
+    request = {**batch(row(1)), "request_id": "old"}
+    first = issue(certs, clock, request)
+    [op] = certs.repo.all(Operation)
+    op.state, op.summary, op.pending_events, op.owner = "PENDING", {}, [], None
+    with pytest.raises(Conflict, match="being processed"):
+        issue(certs, clock, request)
+    clock.current += timedelta(seconds=CERTS.stale_operation_seconds + 1)
+    assert issue(certs, clock, request) == first
+
+
+def test_a_batch_whose_worker_died_before_storing_rows_is_issued_whole_by_its_retry(certs, clock):
+    request = {**batch(row(1), row(2)), "request_id": "killed-early"}
+    first = issue(certs, clock, request)
+    [op] = certs.repo.all(Operation)
+    # As a kill right after the operation's first write leaves things: no certificate yet.
+    op.state, op.summary, op.pending_events, op.owner = "PENDING", {}, [], "a-worker-that-died"
+    certs.repo.certificates.clear()
+    certs.published.clear()
+    again = issue(certs, clock, request)
+    assert again["batch_id"] == first["batch_id"] and again["issued_count"] == 2
+    assert {c["batch_id"] for c in certs.repo.certificates} == {first["batch_id"]}
+    [event] = certs.events("CertificatesIssued")
+    assert event["total"] == 2
+
+
+@pytest.mark.parametrize("kind, owner_alive, age, has_request, abandoned", [
+    ("issue", True, 10_000, True, False),      # its worker beats: never taken over
+    ("issue", False, 0, True, True),           # gone: its retry takes it over at once
+    ("issue", False, 599, False, False),       # the sweep leaves a batch to its retry...
+    ("issue", False, 600, False, True),        # ...for the stale window only
+    ("invalidate", False, 0, False, True),     # a stored selection: the sweep at once
+])
+def test_who_may_finish_a_pending_operation(kind, owner_alive, age, has_request, abandoned):
+    from services.certificates.domain import operation_abandoned
+    assert operation_abandoned(kind, "w1", owner_alive, age, 600, has_request) is abandoned
