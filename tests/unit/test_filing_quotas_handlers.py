@@ -12,7 +12,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.filing import domain, handlers
 from services.filing.models import Application, Institution
 from services.filing.settings import FilingSettings
-from tests.fakes import FakeUnitOfWork
+from tests.fakes import FakeClock, FakeUnitOfWork
 from tests.support import PASSED_EVALUATION, application_request, uscc
 from tests.unit.test_filing_handlers import (
     OCC,
@@ -31,8 +31,16 @@ from tests.unit.test_filing_handlers import (
     stored,
     submit,
 )
-from tests.unit.test_filing_handlers import clock as clock  # noqa: F401 (fixture)
-from tests.unit.test_filing_handlers import uow as uow  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()  # Monday 15 September 2025, 10:00 in Shanghai
+
+
+@pytest.fixture
+def uow(clock):
+    return FakeUnitOfWork(FakeFilingRepository(), events_pb2, clock, "filing")
 
 COUNTY = "410522"          # 安阳县: a quota of 2 per occupation
 OTHER_COUNTY = "410523"    # 汤阴县

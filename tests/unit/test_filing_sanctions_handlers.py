@@ -7,20 +7,31 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from vocreg.filing.v1 import events_pb2
 
 from services.common.entrypoints import parse_event
 from services.common.errors import FailedPrecondition
 from services.filing import domain, handlers
 from services.filing.models import Institution
+from tests.fakes import FakeClock, FakeUnitOfWork
 from tests.support import uscc
 from tests.unit.test_filing_handlers import (
     OCC,
+    FakeFilingRepository,
     call,
     file_institution,
     stored,
 )
-from tests.unit.test_filing_handlers import clock as clock  # noqa: F401 (fixture)
-from tests.unit.test_filing_handlers import uow as uow  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()  # Monday 15 September 2025, 10:00 in Shanghai
+
+
+@pytest.fixture
+def uow(clock):
+    return FakeUnitOfWork(FakeFilingRepository(), events_pb2, clock, "filing")
 
 COUNTY = "410522"
 
