@@ -1021,7 +1021,7 @@ def lifecycle_sweep(uow, clock, settings):
     today = _today(clock)
     done = {"expired": 0, "renewal_due": 0, "proposals": 0, "seats": 0, "lapsed": 0,
             "pruned": 0}
-    for inst in uow.repo.expired_institutions(today.isoformat()):
+    for inst in _one_at_a_time(uow, uow.repo.expired_ids(today.isoformat())):
         with uow.step(f"expiry of {inst.institution_id}") as step:
             reason, effective_on = domain.expiry(inst.valid_until)
             _set_status(inst, domain.EXPIRED, reason, inst.application_id, clock, SYSTEM,
@@ -1033,7 +1033,10 @@ def lifecycle_sweep(uow, clock, settings):
                         "the filing expired", SYSTEM)
         done["expired"] += step.done
     done["seats"] = _check_seats(uow, settings, today)
-    for inst in uow.repo.valid_institutions(today.isoformat()):
+    due = [institution_id for institution_id, valid_until, notice_for
+           in uow.repo.renewal_candidates(today.isoformat())
+           if domain.renewal_notice(valid_until, notice_for, today) is not None]
+    for inst in _one_at_a_time(uow, due):
         notice = domain.renewal_notice(inst.valid_until, inst.renewal_notice_for, today)
         if notice is None:
             continue
@@ -1047,14 +1050,28 @@ def lifecycle_sweep(uow, clock, settings):
     return done
 
 
+def _one_at_a_time(uow, institution_ids):
+    """Each institution loaded for change in turn and let go once its step is written, unless
+    it has events still to publish (a later step must change that copy, not load the stored
+    one with the same events again): a sweep holds few at a time, since a step looks for
+    changes in every aggregate held."""
+    for institution_id in institution_ids:
+        inst = uow.repo.institution(institution_id)
+        if inst is None:
+            continue
+        yield inst
+        if not inst.pending_events:
+            uow.forget([inst])
+
+
 def _check_seats(uow, settings, today: date) -> int:
     """Every institution on the register holds a seat for each occupation where it is, or has
     a standing excess: a seat freed (by a termination, an expiry, a move away, a scope
     reduced) goes to the institution that has waited longest beyond the quota; a lowered
     quota, or a document from before seats were kept, is settled (an excess recorded where no
     seat is free). Only what changes is written; a seat taken meanwhile waits for tomorrow."""
-    institutions = uow.repo.register_institutions()
-    holders = {token: i.institution_id for i in institutions for token in i.seats or []}
+    rows = uow.repo.register_rows()  # read only: just the ones that change are loaded
+    holders = {token: i.institution_id for i in rows for token in i.seats or []}
     limit_of = settings.quota_limit
 
     def waited(inst) -> str:
@@ -1062,12 +1079,15 @@ def _check_seats(uow, settings, today: date) -> int:
         return min((e.get("recorded_on") or "" for e in standing), default="9999-12-31")
 
     changed = 0
-    for inst in sorted(institutions, key=lambda i: (waited(i), i.filing_code)):
-        needs = domain.seat_needs(inst.scope, inst.district_code, settings.areas)
-        plan = domain.plan_seats(needs, inst.seats or [], [
-            t for t, who in holders.items() if who != inst.institution_id], limit_of)
-        if plan.seats == sorted(inst.seats or []) and \
-                set(plan.lacking) == set(domain.standing_excess(inst.quota_excess)):
+    for row in sorted(rows, key=lambda i: (waited(i), i.filing_code)):
+        needs = domain.seat_needs(row.scope, row.district_code, settings.areas)
+        plan = domain.plan_seats(needs, row.seats or [], [
+            t for t, who in holders.items() if who != row.institution_id], limit_of)
+        if plan.seats == sorted(row.seats or []) and \
+                set(plan.lacking) == set(domain.standing_excess(row.quota_excess)):
+            continue
+        inst = uow.repo.institution(row.institution_id)
+        if inst is None or inst.status not in domain.REGISTER_STATUSES:
             continue
         lowered = [domain.seat_of(t) for t in inst.seats or []
                    if domain.seat_of(t)[2] > limit_of(domain.seat_of(t)[0])]
@@ -1081,6 +1101,8 @@ def _check_seats(uow, settings, today: date) -> int:
         except Conflict:
             uow.forget([inst])
             written = False
+        if not inst.pending_events:
+            uow.forget([inst])
         if written:
             changed += 1
             for token in before:
@@ -1094,7 +1116,7 @@ def _judge_activity(uow, today: date) -> tuple[int, int]:
     EvaluationLapsed (ch.6 art.3 (三)), once a day per active institution."""
     sole = domain.sole_providers(scope for _, _, scope in uow.repo.register_scopes())
     made = lapsed = 0
-    for inst in uow.repo.activity_unchecked(today.isoformat()):
+    for inst in _one_at_a_time(uow, uow.repo.activity_unchecked_ids(today.isoformat())):
         activity = {a["occupation_code"]: a for a in uow.repo.activity(inst.institution_id)}
         findings = domain.activity_findings(list(inst.scope), inst.scope_since, inst.filed_on,
                                             activity, sole, list(inst.proposals), today)

@@ -88,13 +88,9 @@ class FilingRepository(Repository):
                                                    institution_id__ne=other_than).only("seats")
                 for token in i.seats or () if token in wanted]
 
-    def register_institutions(self) -> list[Institution]:
-        """Every institution on the register, for change (the daily check of quota seats)."""
-        return self.track_all(Institution.objects(status__in=domain.REGISTER_STATUSES)
-                              .order_by("filing_code"))
-
     def register_rows(self, occupation_code: str | None = None) -> list[Institution]:
-        """Institutions on the register (read), for the quota counts."""
+        """Institutions on the register (read, not changed): the quota counts, and the daily
+        check of seats, which loads for change only those it must change."""
         query = Institution.objects(status__in=domain.REGISTER_STATUSES)
         if occupation_code:
             query = query.filter(scope__occupation_code=occupation_code)
@@ -107,20 +103,22 @@ class FilingRepository(Repository):
     def with_open_proposals(self) -> list[Institution]:
         return list(Institution.objects(proposals__state=domain.PROPOSAL_OPEN))
 
-    def expired_institutions(self, today_iso: str) -> list[Institution]:
+    def expired_ids(self, today_iso: str) -> list[str]:
         """On the register, but the last day of validity has passed."""
-        return self.track_all(Institution.objects(status__in=domain.REGISTER_STATUSES,
-                                                  valid_until__lt=today_iso))
+        return list(Institution.objects(status__in=domain.REGISTER_STATUSES,
+                                        valid_until__lt=today_iso).scalar("institution_id"))
 
-    def valid_institutions(self, today_iso: str) -> list[Institution]:
-        """On the register and valid today (candidates for the renewal notice)."""
-        return self.track_all(Institution.objects(status__in=domain.REGISTER_STATUSES,
-                                                  valid_until__gte=today_iso))
+    def renewal_candidates(self, today_iso: str) -> list[tuple[str, str, str | None]]:
+        """(id, valid_until, renewal_notice_for) of those on the register and valid today."""
+        return [(i.institution_id, i.valid_until, i.renewal_notice_for) for i in
+                Institution.objects(status__in=domain.REGISTER_STATUSES,
+                                    valid_until__gte=today_iso).only(
+                    "institution_id", "valid_until", "renewal_notice_for")]
 
-    def activity_unchecked(self, today_iso: str) -> list[Institution]:
+    def activity_unchecked_ids(self, today_iso: str) -> list[str]:
         """Active institutions whose certificate activity was not judged today."""
-        return self.track_all(Institution.objects(status=domain.ACTIVE,
-                                                  activity_checked_on__ne=today_iso))
+        return list(Institution.objects(status=domain.ACTIVE, activity_checked_on__ne=today_iso)
+                    .scalar("institution_id"))
 
     # --- certificate activity --------------------------------------------------------------
     def activity(self, institution_id: str) -> list[dict]:

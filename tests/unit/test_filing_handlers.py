@@ -91,9 +91,6 @@ class FakeFilingRepository(FakeRepository, FilingRepository):
         return [t for i in self.all(Institution) if i.institution_id != other_than
                 for t in i.seats or () if t in wanted]
 
-    def register_institutions(self):
-        return sorted(self._filed(), key=lambda i: i.filing_code)
-
     def register_rows(self, occupation_code=None):
         return [i for i in self.all(Institution) if i.status in domain.REGISTER_STATUSES
                 and (not occupation_code or occupation_code in
@@ -107,15 +104,18 @@ class FakeFilingRepository(FakeRepository, FilingRepository):
         return self.load_all(Institution, lambda i: any(
             p.get("state") == domain.PROPOSAL_OPEN for p in i.proposals))
 
-    def expired_institutions(self, today_iso):
-        return self._filed(lambda i: i.valid_until < today_iso)
+    def expired_ids(self, today_iso):
+        return [i.institution_id for i in self.all(Institution)
+                if i.status in domain.REGISTER_STATUSES and i.valid_until < today_iso]
 
-    def valid_institutions(self, today_iso):
-        return self._filed(lambda i: i.valid_until >= today_iso)
+    def renewal_candidates(self, today_iso):
+        return [(i.institution_id, i.valid_until, i.renewal_notice_for)
+                for i in self.all(Institution)
+                if i.status in domain.REGISTER_STATUSES and i.valid_until >= today_iso]
 
-    def activity_unchecked(self, today_iso):
-        return self.load_all(Institution, lambda i: i.status == domain.ACTIVE
-                             and i.activity_checked_on != today_iso)
+    def activity_unchecked_ids(self, today_iso):
+        return [i.institution_id for i in self.all(Institution)
+                if i.status == domain.ACTIVE and i.activity_checked_on != today_iso]
 
     def activity(self, institution_id):
         return [{"occupation_code": d["occupation_code"], "last": d["last"],
