@@ -428,12 +428,14 @@ def _blockers(uow, settings, app: Application, today: date) -> list[str]:
 
 
 def _new_needs(uow, settings, app: Application) -> list[tuple[str, str]]:
-    filed_scope = []
+    """The seats the application adds; a scope change counts where the institution is now
+    (it may have moved since it applied)."""
+    filed_scope, district = [], app.institution.get("district_code")
     if app.kind == domain.SCOPE_CHANGE:
         current = uow.repo.institution(app.institution_id)
-        filed_scope = list(current.scope) if current else []
-    return domain.new_needs(app.kind, list(app.scope), filed_scope,
-                            app.institution.get("district_code"), settings.areas)
+        if current is not None:
+            filed_scope, district = list(current.scope), current.district_code or district
+    return domain.new_needs(app.kind, list(app.scope), filed_scope, district, settings.areas)
 
 
 def _filed_counts(uow, settings, needs: list[tuple[str, str]], applicant: str | None) -> dict:

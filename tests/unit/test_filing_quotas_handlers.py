@@ -444,3 +444,14 @@ def test_the_events_filing_raises_fit_its_events_proto():
     assert parse_event("filing", "EvaluationLapsed", {
         "meta": {"event_id": "e"}, "institution_id": uscc(1), "months": 6}).months == 6
     assert PASSED_EVALUATION["site_visit_passed"] and SETTINGS.county_quota == 2
+
+
+def test_a_retried_move_answers_as_the_first_and_records_nothing_twice(uow, clock):
+    for n in (1, 2):
+        file_institution(uow, clock, n, COUNTY)
+    file_institution(uow, clock, 3, "410502")
+    first = move(uow, clock, 3, COUNTY)
+    again = move(uow, clock, 3, COUNTY)  # the same request_id and content: its first answer
+    assert again == first
+    assert len(uow.events("QuotaExceeded")) == 1
+    assert len(stored(uow, Institution, uscc(3)).quota_excess) == 1
