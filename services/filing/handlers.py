@@ -3,6 +3,7 @@ The rules are in domain/, the queries in repository.py; no nameko here."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import date
 
@@ -1052,17 +1053,20 @@ def lifecycle_sweep(uow, clock, settings):
     return done
 
 
-def _one_at_a_time(uow, institution_ids):
+def _one_at_a_time(uow, institution_ids, last_phase: bool = False):
     """Each institution loaded for change in turn and let go once its step is written, unless
-    it has events still to publish (a later step must change that copy, not load the stored
-    one with the same events again): a sweep holds few at a time, since a step looks for
-    changes in every aggregate held."""
+    it has events still to publish and a later phase of the sweep may change it again (that
+    phase must change this copy, not load the stored one with the same events): a sweep holds
+    few at a time, since a step looks for changes in every aggregate held. Between
+    institutions the worker's other calls get their turn (time.sleep(0) is eventlet's yield in
+    a worker, nothing elsewhere)."""
     for institution_id in institution_ids:
+        time.sleep(0)
         inst = uow.repo.institution(institution_id)
         if inst is None:
             continue
         yield inst
-        if not inst.pending_events:
+        if last_phase or not inst.pending_events:
             uow.forget([inst])
 
 
@@ -1082,6 +1086,7 @@ def _check_seats(uow, settings, today: date) -> int:
 
     changed = 0
     for row in sorted(rows, key=lambda i: (waited(i), i.filing_code)):
+        time.sleep(0)  # the worker's other calls get their turn
         needs = domain.seat_needs(row.scope, row.district_code, settings.areas)
         plan = domain.plan_seats(needs, row.seats or [], [
             t for t, who in holders.items() if who != row.institution_id], limit_of)
@@ -1118,7 +1123,8 @@ def _judge_activity(uow, today: date) -> tuple[int, int]:
     EvaluationLapsed (ch.6 art.3 (三)), once a day per active institution."""
     sole = domain.sole_providers(scope for _, _, scope in uow.repo.register_scopes())
     made = lapsed = 0
-    for inst in _one_at_a_time(uow, uow.repo.activity_unchecked_ids(today.isoformat())):
+    for inst in _one_at_a_time(uow, uow.repo.activity_unchecked_ids(today.isoformat()),
+                               last_phase=True):
         activity = {a["occupation_code"]: a for a in uow.repo.activity(inst.institution_id)}
         findings = domain.activity_findings(list(inst.scope), inst.scope_since, inst.filed_on,
                                             activity, sole, list(inst.proposals), today)
