@@ -91,12 +91,23 @@ def _copy(doc):
 
 
 def _unique_keys(cls) -> list[tuple[tuple[str, ...], bool]]:
-    """The document's unique indexes: (fields, sparse)."""
+    """The document's unique indexes: (fields, sparse). A partial index is treated as sparse:
+    the models' partial filters leave out documents without a value."""
     found = []
     for index in cls._meta.get("index_specs") or []:
         if index.get("unique"):
-            found.append((tuple(f for f, _ in index["fields"]), bool(index.get("sparse"))))
+            found.append((tuple(f for f, _ in index["fields"]),
+                          bool(index.get("sparse") or index.get("partialFilterExpression"))))
     return found
+
+
+def _index_keys(doc, fields) -> set:
+    """The keys a document has in a unique index: one per element of a list value (MongoDB's
+    multikey index), else the tuple of values."""
+    values = tuple(getattr(doc, f) for f in fields)
+    if len(fields) == 1 and isinstance(values[0], list):
+        return {(v,) for v in values[0]}
+    return {values}
 
 
 class FakeUnitOfWork(UnitOfWork):
@@ -135,10 +146,11 @@ class FakeUnitOfWork(UnitOfWork):
         """The model's unique indexes, as the database enforces them."""
         cls = type(aggregate)
         for fields, sparse in _unique_keys(cls):
-            values = tuple(getattr(aggregate, f) for f in fields)
-            if sparse and all(v is None for v in values):
+            keys = {k for k in _index_keys(aggregate, fields)
+                    if not (sparse and all(v is None for v in k))}
+            if sparse and not keys:
                 continue
-            if any(other.pk != aggregate.pk and tuple(getattr(other, f) for f in fields) == values
+            if any(other.pk != aggregate.pk and keys & _index_keys(other, fields)
                    for other in self.repo.all(cls)):
                 raise AlreadyExists(f"{cls.__name__.lower()} already exists")
 

@@ -65,6 +65,12 @@ class Institution(Aggregate):
             ("status", "filing_code"),
             "scope.occupation_code",
             "district_code",
+            # Quota seats (services/filing/domain/quotas.py): a seat token is held by one
+            # institution at most, so two changes racing for an area's last seat cannot both
+            # be written. Unique over the array's elements (a multikey index); documents with
+            # no seat (an empty list, or none) are left out by the partial filter.
+            {"fields": ["seats"], "unique": True,
+             "partialFilterExpression": {"seats": {"$type": "string"}}},
         ],
     }
 
@@ -91,18 +97,31 @@ class Institution(Aggregate):
     proposals = ListField(DictField())
     renewal_notice_for = StringField()  # valid_until for which RenewalDue was raised
     activity_checked_on = StringField()
+    # "<area>|<occupation>|<n>": the quota seats it holds (None on documents from before).
+    seats = ListField(StringField(), default=None)
+    quota_excess = ListField(DictField())
+    # Standing suspensions: {decision_ref, by_inspection, since, reason}.
+    suspensions = ListField(DictField())
+    # Inspection's decisions by id: what arrived and what filing did (domain/sanctions.py).
+    inspection_decisions = ListField(DictField())
+    # The day EvaluationLapsed's lapse was counted from when last raised (once per lapse).
+    lapse_raised_for = StringField()
 
 
 class Activity(Document):
     """Certificate activity per institution and occupation, from CertificatesIssued."""
 
     meta = {"db_alias": ALIAS, "collection": "activity",
-            "indexes": ["institution_id"]}
+            "indexes": ["institution_id", "first_day"]}
 
     key = StringField(primary_key=True)  # "<institution_id>:<occupation_code>"
     institution_id = StringField(required=True)
     occupation_code = StringField(required=True)
     last_evaluation_on = StringField()
     days = DictField()  # ISO date -> certificates issued (the last 13 months)
+    # The earliest day in `days` (or earlier): the sweep prunes documents whose first_day is
+    # past the window, summing those days into `months`.
+    first_day = StringField()
+    months = DictField()  # "YYYY-MM" -> certificates issued, for days pruned from `days`
     total = IntField(default=0)
     event_ids = ListField(StringField())  # the last events applied (natural idempotency key)

@@ -78,31 +78,75 @@ class FilingRepository(Repository):
         return [(i.institution_id, i.district_code, list(i.scope))
                 for i in query.only("institution_id", "district_code", "scope")]
 
+    def seats_taken(self, candidates: list[str], other_than: str) -> list[str]:
+        """Of the seat tokens `candidates`, those held by an institution other than `other_than`
+        (read, not changed: the unique index settles a race between the read and the write)."""
+        if not candidates:
+            return []
+        wanted = set(candidates)
+        return [token for i in Institution.objects(seats__in=candidates,
+                                                   institution_id__ne=other_than).only("seats")
+                for token in i.seats or () if token in wanted]
+
+    def register_rows(self, occupation_code: str | None = None) -> list[Institution]:
+        """Institutions on the register (read, not changed): the quota counts, and the daily
+        check of seats, which loads for change only those it must change."""
+        query = Institution.objects(status__in=domain.REGISTER_STATUSES)
+        if occupation_code:
+            query = query.filter(scope__occupation_code=occupation_code)
+        return list(query.only("institution_id", "name", "filing_code", "district_code",
+                               "scope", "seats", "quota_excess"))
+
+    def with_open_excess(self) -> list[Institution]:
+        return list(Institution.objects(quota_excess__state=domain.EXCESS_AWAITING))
+
     def with_open_proposals(self) -> list[Institution]:
         return list(Institution.objects(proposals__state=domain.PROPOSAL_OPEN))
 
-    def expired_institutions(self, today_iso: str) -> list[Institution]:
+    def expired_ids(self, today_iso: str) -> list[str]:
         """On the register, but the last day of validity has passed."""
-        return self.track_all(Institution.objects(status__in=domain.REGISTER_STATUSES,
-                                                  valid_until__lt=today_iso))
+        return list(Institution.objects(status__in=domain.REGISTER_STATUSES,
+                                        valid_until__lt=today_iso).scalar("institution_id"))
 
-    def valid_institutions(self, today_iso: str) -> list[Institution]:
-        """On the register and valid today (candidates for the renewal notice)."""
-        return self.track_all(Institution.objects(status__in=domain.REGISTER_STATUSES,
-                                                  valid_until__gte=today_iso))
+    def renewal_candidates(self, today_iso: str) -> list[tuple[str, str, str | None]]:
+        """(id, valid_until, renewal_notice_for) of those on the register and valid today."""
+        return [(i.institution_id, i.valid_until, i.renewal_notice_for) for i in
+                Institution.objects(status__in=domain.REGISTER_STATUSES,
+                                    valid_until__gte=today_iso).only(
+                    "institution_id", "valid_until", "renewal_notice_for")]
 
-    def activity_unchecked(self, today_iso: str) -> list[Institution]:
+    def activity_unchecked_ids(self, today_iso: str) -> list[str]:
         """Active institutions whose certificate activity was not judged today."""
-        return self.track_all(Institution.objects(status=domain.ACTIVE,
-                                                  activity_checked_on__ne=today_iso))
+        return list(Institution.objects(status=domain.ACTIVE, activity_checked_on__ne=today_iso)
+                    .scalar("institution_id"))
 
     # --- certificate activity --------------------------------------------------------------
     def activity(self, institution_id: str) -> list[dict]:
-        """Per occupation, by code: {"occupation_code", "last" (ISO date), "days" {ISO: n}}."""
+        """Per occupation, by code: {"occupation_code", "last" (ISO date), "days" {ISO: n},
+        "months" {YYYY-MM: n} (days pruned past the window)}."""
         return [{"occupation_code": a.occupation_code, "last": a.last_evaluation_on or "",
-                 "days": dict(a.days or {})}
+                 "days": dict(a.days or {}), "months": dict(a.months or {})}
                 for a in Activity.objects(institution_id=institution_id).order_by(
                     "occupation_code")]
+
+    def activity_to_prune(self, cutoff: str) -> list[dict]:
+        """Activity documents holding a day on or before `cutoff` (or not yet marked)."""
+        return [{"key": a.key, "first_day": a.first_day, "days": dict(a.days or {})}
+                for a in Activity.objects(Q(first_day__lte=cutoff) | Q(first_day=None))
+                .only("key", "first_day", "days")]
+
+    def fold_activity_days(self, key: str, first_day: str | None, stale: dict, monthly: dict,
+                       new_first: str | None) -> bool:
+        """Move the `stale` days into the monthly summary, in one conditional write: only if
+        those days still hold the counts read and no earlier day arrived meanwhile (else the
+        next sweep prunes them). False when it did not apply."""
+        condition = {"_id": key, "first_day": first_day,
+                     **{f"days.{d}": n for d, n in stale.items()}}
+        update: dict = {"$set": {"first_day": new_first}}
+        if stale:
+            update["$unset"] = {f"days.{d}": "" for d in stale}
+            update["$inc"] = {f"months.{m}": n for m, n in monthly.items()}
+        return Activity._get_collection().update_one(condition, update).modified_count == 1
 
     def add_activity(self, institution_id: str, occupation_code: str, days: dict, last: str,
                      event_id: str) -> None:
@@ -111,6 +155,7 @@ class FilingRepository(Repository):
         update = {"$inc": {**{f"days.{d}": n for d, n in days.items()},
                            "total": sum(days.values())},
                   "$max": {"last_evaluation_on": last},
+                  "$min": {"first_day": min(days)},
                   "$push": {"event_ids": {"$each": [event_id],
                                           "$slice": -ACTIVITY_EVENT_IDS_KEPT}},
                   "$setOnInsert": {"institution_id": institution_id,

@@ -84,6 +84,14 @@ class FilingService(Worker):
     def DecideProposal(self, request, caller):
         return self.handle(handlers.decide_proposal, request, caller)
 
+    @api
+    def DecideQuotaExcess(self, request, caller):
+        return self.handle(handlers.decide_quota_excess, request, caller)
+
+    @api
+    def ListQuotaUsage(self, request, caller):
+        return self.handle(handlers.list_quota_usage, request, caller)
+
     # --- questions -----------------------------------------------------------------------
     @api
     def CheckEvaluationRight(self, request, caller):
@@ -101,6 +109,19 @@ class FilingService(Worker):
     @on_event("certificates", "CertificatesIssued")
     def on_certificates_issued(self, event):
         return self.handle_event(handlers.count_certificates_issued, event)
+
+    # --- inspection's decisions: filing applies its part, keyed on the decision id ----------
+    @on_event("inspection", "SanctionDecided")
+    def on_sanction_decided(self, event):
+        return self.handle_event(handlers.sanction_decided, event)
+
+    @on_event("inspection", "RectificationAccepted")
+    def on_rectification_accepted(self, event):
+        return self.handle_event(handlers.rectification_accepted, event)
+
+    @on_event("inspection", "DecisionReversed")
+    def on_decision_reversed(self, event):
+        return self.handle_event(handlers.decision_reversed, event)
 
     # --- the clock -----------------------------------------------------------------------
     @timer(interval=SWEEP_INTERVAL)

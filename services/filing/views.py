@@ -64,7 +64,9 @@ def activity_view(activity: list[dict], today: date) -> list[dict]:
     """Certificates counted per occupation: the last evaluation and the 12-month count."""
     return [drop_empty({"occupation_code": a["occupation_code"],
                         "last_evaluation_on": a["last"],
-                        "count_12_months": domain.count_in_window(a["days"], today)})
+                        "count_12_months": domain.count_in_window(a["days"], today),
+                        "earlier_months": [{"month": m, "count": n} for m, n in
+                                           sorted((a.get("months") or {}).items())]})
             for a in activity]
 
 
@@ -88,12 +90,22 @@ def institution_view(inst, activity: list[dict] | None = None) -> dict:
         "proposals": [drop_empty(dict(p)) for p in inst.proposals or []],
         "activity": list(activity or []),
         "contact_phone": inst.contact_phone,
+        "quota_excess": [drop_empty(dict(e)) for e in inst.quota_excess or []],
+        "inspection_decisions": [drop_empty(dict(d)) for d in inst.inspection_decisions or []],
+        "suspensions": [drop_empty(dict(h)) for h in inst.suspensions or []],
     })
 
 
+def standing_excess_view(inst) -> list[dict]:
+    """The excesses that stand (awaiting a decision, or kept with a reason)."""
+    return [drop_empty(dict(e)) for e in inst.quota_excess or []
+            if e.get("state") in domain.STANDING_EXCESS]
+
+
 def register_entry_view(inst) -> dict:
-    return {"receipt": receipt_view(inst), "status": inst.status,
-            "district_code": inst.district_code}
+    return drop_empty({"receipt": receipt_view(inst), "status": inst.status,
+                       "district_code": inst.district_code,
+                       "quota_excess": standing_excess_view(inst)})
 
 
 def open_proposals_view(inst) -> list[dict]:
@@ -101,3 +113,10 @@ def open_proposals_view(inst) -> list[dict]:
     return [{"institution_id": inst.institution_id, "institution_name": inst.name,
              "proposal": drop_empty(dict(p))}
             for p in inst.proposals if p.get("state") == domain.PROPOSAL_OPEN]
+
+
+def open_excess_view(inst) -> list[dict]:
+    """An institution's excesses awaiting the regulator's decision, for the in-tray."""
+    return [{"institution_id": inst.institution_id, "institution_name": inst.name,
+             "filing_code": inst.filing_code, "excess": drop_empty(dict(e))}
+            for e in inst.quota_excess or [] if e.get("state") == domain.EXCESS_AWAITING]

@@ -86,35 +86,71 @@ class FakeFilingRepository(FakeRepository, FilingRepository):
             lambda i: occupations is None
             or any(s["occupation_code"] in occupations for s in i.scope))]
 
+    def seats_taken(self, candidates, other_than):
+        wanted = set(candidates)
+        return [t for i in self.all(Institution) if i.institution_id != other_than
+                for t in i.seats or () if t in wanted]
+
+    def register_rows(self, occupation_code=None):
+        return [i for i in self.all(Institution) if i.status in domain.REGISTER_STATUSES
+                and (not occupation_code or occupation_code in
+                     [s["occupation_code"] for s in i.scope])]
+
+    def with_open_excess(self):
+        return [i for i in self.all(Institution)
+                if any(e.get("state") == domain.EXCESS_AWAITING for e in i.quota_excess)]
+
     def with_open_proposals(self):
         return self.load_all(Institution, lambda i: any(
             p.get("state") == domain.PROPOSAL_OPEN for p in i.proposals))
 
-    def expired_institutions(self, today_iso):
-        return self._filed(lambda i: i.valid_until < today_iso)
+    def expired_ids(self, today_iso):
+        return [i.institution_id for i in self.all(Institution)
+                if i.status in domain.REGISTER_STATUSES and i.valid_until < today_iso]
 
-    def valid_institutions(self, today_iso):
-        return self._filed(lambda i: i.valid_until >= today_iso)
+    def renewal_candidates(self, today_iso):
+        return [(i.institution_id, i.valid_until, i.renewal_notice_for)
+                for i in self.all(Institution)
+                if i.status in domain.REGISTER_STATUSES and i.valid_until >= today_iso]
 
-    def activity_unchecked(self, today_iso):
-        return self.load_all(Institution, lambda i: i.status == domain.ACTIVE
-                             and i.activity_checked_on != today_iso)
+    def activity_unchecked_ids(self, today_iso):
+        return [i.institution_id for i in self.all(Institution)
+                if i.status == domain.ACTIVE and i.activity_checked_on != today_iso]
 
     def activity(self, institution_id):
-        return [{"occupation_code": d["occupation_code"], "last": d["last"], "days": dict(d["days"])}
+        return [{"occupation_code": d["occupation_code"], "last": d["last"],
+                 "days": dict(d["days"]), "months": dict(d["months"])}
                 for key, d in sorted(self.activity_docs.items())
                 if d["institution_id"] == institution_id]
 
     def add_activity(self, institution_id, occupation_code, days, last, event_id):
         doc = self.activity_docs.setdefault(f"{institution_id}:{occupation_code}", {
             "institution_id": institution_id, "occupation_code": occupation_code,
-            "days": {}, "last": "", "event_ids": []})
+            "days": {}, "last": "", "event_ids": [], "months": {}, "first_day": None})
         if event_id in doc["event_ids"]:
             return
         for day, n in days.items():
             doc["days"][day] = doc["days"].get(day, 0) + n
         doc["last"] = max(doc["last"], last)
+        doc["first_day"] = min(filter(None, [doc["first_day"], *days]))
         doc["event_ids"].append(event_id)
+
+    def activity_to_prune(self, cutoff):
+        return [{"key": key, "first_day": d["first_day"], "days": dict(d["days"])}
+                for key, d in sorted(self.activity_docs.items())
+                if d["first_day"] is None or d["first_day"] <= cutoff]
+
+    def fold_activity_days(self, key, first_day, stale, monthly, new_first):
+        doc = self.activity_docs[key]
+        if doc["first_day"] != first_day or any(doc["days"].get(d) != n
+                                                for d, n in stale.items()):
+            return False
+        for day in stale:
+            del doc["days"][day]
+        for month, n in monthly.items():
+            doc["months"][month] = doc["months"].get(month, 0) + n
+        doc["first_day"] = new_first
+        return True
 
 
 @pytest.fixture
@@ -697,7 +733,8 @@ def test_certificates_issued_are_counted_per_occupation_once_per_event(uow, cloc
     assert count(uow, clock, event) == 1
     assert count(uow, clock, event) == 1  # the same event again adds nothing
     assert uow.repo.activity(uscc(2)) == [
-        {"occupation_code": OCC, "last": "2026-06-01", "days": {"2026-06-01": 600}}]
+        {"occupation_code": OCC, "last": "2026-06-01", "days": {"2026-06-01": 600},
+         "months": {}}]
     assert count(uow, clock, issued("e-2", "", [{"occupation_code": OCC, "count": 1}])) == 0
     assert count(uow, clock, issued("e-3", uscc(2), [{"occupation_code": OCC, "count": 1}],
                                     assessment_date="June")) == 0

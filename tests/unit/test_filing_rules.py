@@ -56,12 +56,17 @@ def test_quotas_districts_share_three_counties_two_each():
     assert domain.quota_area("410502", AREAS) == domain.quota_area("410506", AREAS) == "district"
     assert domain.quota_area("410581", AREAS) == "county:410581"
     assert domain.quota_limit("district") == 3 and domain.quota_limit("county:410522") == 2
-    assert domain.quota_blockers([OCC], "district", {OCC: 2}, 3, 10, 40) == []
-    fourth = domain.quota_blockers([OCC], "district", {OCC: 3}, 3, 10, 40)
+    need = [("district", OCC)]
+    assert domain.quota_blockers(need, {("district", OCC): 2}, domain.quota_limit, 10, 40) == []
+    fourth = domain.quota_blockers(need, {("district", OCC): 3}, domain.quota_limit, 10, 40)
     assert fourth == ["quota: occupation 4-10-01-02 already has 3 institutions in the city "
                       "districts (at most 3)"]
-    assert "city-wide quota of 40" in domain.quota_blockers([], "district", {}, 3, 40, 40)[0]
-    assert domain.quota_blockers([], "district", {}, 3, None, 40) == []
+    county = domain.quota_blockers([("county:410522", OCC)], {("county:410522", OCC): 2},
+                                   domain.quota_limit, 10, 40)
+    assert county == ["quota: occupation 4-10-01-02 already has 2 institutions in county "
+                      "410522 (at most 2)"]
+    assert "city-wide quota of 40" in domain.quota_blockers([], {}, domain.quota_limit, 40, 40)[0]
+    assert domain.quota_blockers([], {}, domain.quota_limit, None, 40) == []
 
 
 def test_ranking_urgent_first_then_person_times():
@@ -100,7 +105,6 @@ def test_renewal_29_days_before_is_refused_30_accepted():
     assert domain.renewed_valid_until(end) == date(2031, 9, 14)
     assert domain.renewal_notice_due(end, date(2028, 7, 16))
     assert not domain.renewal_notice_due(end, date(2028, 7, 15))
-    assert domain.expired(end, date(2028, 9, 15)) and not domain.expired(end, end)
 
 
 def test_status_transitions():
@@ -145,11 +149,24 @@ def test_evaluation_right_follows_the_date():
 
 def test_activity_window_and_months():
     assert domain.months_before(date(2026, 3, 31), 1) == date(2026, 2, 28)
-    days = domain.record_activity({}, date(2025, 10, 1), 100, date(2025, 10, 1))
-    days = domain.record_activity(days, date(2025, 10, 1), 50, date(2025, 10, 1))
-    assert days == {"2025-10-01": 150}
+    days = {"2025-10-01": 150}
     assert domain.count_in_window(days, date(2026, 9, 30)) == 150
     assert domain.count_in_window(days, date(2026, 10, 1)) == 0
+
+
+def test_per_day_activity_is_pruned_past_its_window_into_months():
+    days = {"2024-08-31": 5, "2024-09-30": 7, "2024-10-01": 3, "2024-10-02": 4,
+            "2025-06-01": 100}
+    # 13 months before 2025-11-01 is 2024-10-01: that day and those before are pruned.
+    assert domain.activity_cutoff(date(2025, 11, 1)) == "2024-10-01"
+    stale, monthly = domain.prune_activity(days, date(2025, 11, 1))
+    assert stale == {"2024-08-31": 5, "2024-09-30": 7, "2024-10-01": 3}
+    assert monthly == {"2024-08": 5, "2024-09": 7, "2024-10": 3}
+    # What is kept still answers the 12-month window of any day from the sweep's on.
+    kept = {d: n for d, n in days.items() if d not in stale}
+    for today in (date(2025, 11, 1), date(2025, 11, 30), date(2026, 5, 31)):
+        assert domain.count_in_window(kept, today) == domain.count_in_window(days, today)
+    assert domain.prune_activity(kept, date(2025, 11, 1)) == ({}, {})
 
 
 def test_sole_provider_is_never_proposed_for_removal():
@@ -225,8 +242,10 @@ def test_termination_closes_open_proposals():
 
 
 def test_competition_ranks_urgent_first_then_person_times_history_and_receipt():
-    def contender(app_id, n, since="2020-01-01", received="2025-09-15"):
-        return domain.Contender(app_id, "district", (OCC,), {OCC: n}, since, received)
+    def contender(app_id, n, since="2020-01-01", received="2025-09-15", allocated=False):
+        seat = ("district", OCC)
+        return domain.Contender(app_id, (seat,), frozenset({seat} if allocated else ()),
+                                {OCC: n}, since, received)
 
     ranking = domain.competition([contender("a", 2500), contender("b", 3000),
                                   contender("c", 3000, since="2019-01-01"),
@@ -235,6 +254,10 @@ def test_competition_ranks_urgent_first_then_person_times_history_and_receipt():
     assert ranking == {(OCC, "district"): ["d", "c", "b", "a"]}
     urgent = domain.competition([contender("a", 10), contender("b", 3000)], frozenset({OCC}))
     assert urgent[(OCC, "district")] == ["b", "a"]  # both urgent: person-times decide
+    # City-wide allocation: the area's own applicants come first, whatever they evaluated.
+    mixed = domain.competition([contender("x", 9000, allocated=True), contender("y", 2000),
+                                contender("z", 8000, allocated=True)], frozenset())
+    assert mixed[(OCC, "district")] == ["y", "x", "z"]
 
 
 def test_renewal_keeps_a_suspension_and_refuses_after_termination():

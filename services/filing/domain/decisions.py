@@ -47,13 +47,13 @@ from services.filing.domain.lifecycle import (
     change_due,
     days_late,
     institution_proposal,
-    quota_area,
     rank_key,
     renewal_apply_by,
     renewal_notice_due,
     renewed_valid_until,
     scope_proposals,
 )
+from services.filing.domain.quotas import occupation_area, seat_needs
 
 __all__ = [
     "ACCEPT", "NOT_ACCEPT", "Acceptance", "acceptance_decision", "deemed_acceptance",
@@ -61,7 +61,8 @@ __all__ = [
     "status_entry", "filed_fields", "Renewal", "renewal", "expiry", "renewal_notice",
     "scope_transition", "scope_without", "open_proposal", "decide_proposal",
     "close_proposals_on_termination", "sole_providers", "activity_findings", "new_proposal",
-    "new_occupations", "filed_per_occupation", "Contender", "competition", "quota_standing",
+    "new_needs", "filed_per_need", "allocated_needs", "Contender", "competition",
+    "quota_standing",
     "pending_clock", "change_overdue", "issued_activity",
 ]
 
@@ -170,7 +171,8 @@ def filed_fields(details: dict, scope: list[dict], filing_code: str, filed_on: d
         application_id=application_id, status_reason="filed", status_decision_ref=application_id,
         scope_history=[{"effective_on": day, "scope": list(scope)}],
         scope_since={s["occupation_code"]: day for s in scope},
-        renewal_notice_for=None, activity_checked_on=None)
+        renewal_notice_for=None, activity_checked_on=None, suspensions=[],
+        lapse_raised_for=None)
 
 
 @dataclass(frozen=True)
@@ -329,31 +331,43 @@ def issued_activity(counts: Iterable[tuple[str, int]],
 
 
 # --- selection and quotas (ch.6 art.5) ----------------------------------------------------
-def new_occupations(kind: str | None, applied_scope: list[dict],
-                    filed_scope: list[dict]) -> list[str]:
-    """The occupations an application adds, which the quotas count: every one of a new
-    application, the added ones of a scope change, none of a renewal."""
+def new_needs(kind: str | None, applied_scope: list[dict], filed_scope: list[dict],
+              district_code: str, areas: dict) -> list[tuple[str, str]]:
+    """(area, occupation) of each seat an application adds, which the quotas count: every one
+    of a new application, those a scope change adds (a new occupation, or one that now serves
+    another area), none of a renewal."""
     kind = kind or NEW
     if kind == RENEWAL:
         return []
+    wanted = seat_needs(applied_scope, district_code, areas)
     if kind == SCOPE_CHANGE:
-        before = {s["occupation_code"] for s in filed_scope}
-        return [s["occupation_code"] for s in applied_scope if s["occupation_code"] not in before]
-    return [s["occupation_code"] for s in applied_scope]
+        before = set(seat_needs(filed_scope, district_code, areas))
+        return [need for need in wanted if need not in before]
+    return wanted
 
 
-def filed_per_occupation(others: Iterable[tuple[str, str, list[dict]]], occupations: list[str],
-                         area: str, areas: dict, applicant: str) -> dict[str, int]:
-    """Institutions filed (active or suspended) per occupation in the quota area, the
-    applicant not counted. `others`: (institution id, district code, scope) of filed ones."""
-    counts = dict.fromkeys(occupations, 0)
+def filed_per_need(others: Iterable[tuple[str, str, list[dict]]],
+                   needs: Iterable[tuple[str, str]], areas: dict,
+                   applicant: str | None) -> dict[tuple[str, str], int]:
+    """Institutions on the register (active or suspended) evaluating each (area, occupation),
+    the applicant not counted. `others`: (institution id, district code, scope)."""
+    counts = dict.fromkeys(needs, 0)
     for institution_id, district_code, scope in others:
-        if institution_id == applicant or quota_area(district_code, areas) != area:
+        if institution_id == applicant:
             continue
         for item in scope:
-            if item["occupation_code"] in counts:
-                counts[item["occupation_code"]] += 1
+            key = (occupation_area(item, district_code, areas), item["occupation_code"])
+            if key in counts:
+                counts[key] += 1
     return counts
+
+
+def allocated_needs(scope: list[dict], needs: Iterable[tuple[str, str]], district_code: str,
+                    areas: dict) -> list[tuple[str, str]]:
+    """Of `needs`, those the scope serves by city-wide allocation."""
+    served = {(occupation_area(i, district_code, areas), i["occupation_code"]) for i in scope
+              if i.get("serves_district_code")}
+    return [need for need in needs if need in served]
 
 
 @dataclass(frozen=True)
@@ -361,36 +375,40 @@ class Contender:
     """An accepted application as the selection sees it."""
 
     application_id: str
-    area: str
-    occupations: tuple[str, ...]  # the new occupations it applies for
-    person_times: dict             # occupation -> person-times evaluated in 3 years (declared)
+    seats: tuple[tuple[str, str], ...]  # (area, occupation) of each seat it applies for
+    allocated: frozenset                 # of those, the ones it would serve from elsewhere
+    person_times: dict                   # occupation -> person-times evaluated in 3 years
     history_since: str
     received_on: str
 
 
 def competition(contenders: Iterable[Contender], urgent: frozenset) -> dict[tuple, list[str]]:
     """Per (occupation, quota area): the applications competing for its seats, best first
-    ("择优遴选", urgently needed occupations first; the order is rank_key's)."""
+    ("择优遴选", urgently needed occupations first, the area's own before allocations; the
+    order is rank_key's)."""
     seats: dict[tuple, list] = {}
     for c in contenders:
-        for code in c.occupations:
+        for area, code in c.seats:
             key = rank_key(code in urgent, c.person_times.get(code, 0), c.history_since,
-                           c.received_on, c.application_id)
-            seats.setdefault((code, c.area), []).append((key, c.application_id))
+                           c.received_on, c.application_id, (area, code) in c.allocated)
+            seats.setdefault((code, area), []).append((key, c.application_id))
     return {seat: [application_id for _, application_id in sorted(entries)]
             for seat, entries in seats.items()}
 
 
-def quota_standing(application_id: str, occupations: list[str], area: str, limit: int,
-                   filed: dict, ranking: dict, urgent: frozenset) -> list[dict]:
-    """For each new occupation: the seats, how many are taken, and where this application
-    stands among those competing for them."""
+def quota_standing(application_id: str, needs: list[tuple[str, str]], allocated: Iterable,
+                   limit_of, filed: dict, ranking: dict, urgent: frozenset) -> list[dict]:
+    """For each seat applied for: the limit, how many evaluate it there, and where this
+    application stands among those competing for it."""
+    allocated = set(allocated)
     standing = []
-    for code in occupations:
+    for area, code in needs:
         ranked = ranking.get((code, area), [])
-        standing.append({"occupation_code": code, "area": area, "limit": limit,
-                         "filed": filed.get(code, 0), "rank": ranked.index(application_id) + 1,
-                         "competitors": len(ranked), "urgently_needed": code in urgent})
+        standing.append({"occupation_code": code, "area": area, "limit": limit_of(area),
+                         "filed": filed.get((area, code), 0),
+                         "rank": ranked.index(application_id) + 1 if application_id in ranked
+                         else 0, "competitors": len(ranked), "urgently_needed": code in urgent,
+                         "allocated": (area, code) in allocated})
     return standing
 
 

@@ -166,8 +166,13 @@ def check_scope(scope: list, errors: list, path="scope") -> list[dict]:
             errors.append(f"{where}.skill_levels: {bad} not in 1-5")
         if len(set(levels)) != len(levels):
             errors.append(f"{where}.skill_levels: a level is listed twice")
-        result.append({"occupation_code": code, "occupation_name": name,
-                       "skill_levels": sorted(set(lv for lv in levels if lv in SKILL_LEVELS))})
+        entry = {"occupation_code": code, "occupation_name": name,
+                 "skill_levels": sorted(set(lv for lv in levels if lv in SKILL_LEVELS))}
+        serves = item.get("serves_district_code")
+        serves = serves.strip() if isinstance(serves, str) else ""
+        if serves:  # city-wide allocation (quotas.check_allocation says where it may serve)
+            entry["serves_district_code"] = serves
+        result.append(entry)
     return result
 
 

@@ -27,9 +27,10 @@ __all__ = [
     "add_years", "months_before", "check_conditions", "unmet_conditions",
     "quota_area", "quota_limit", "quota_blockers", "rank_key", "check_name",
     "details_change", "change_due", "days_late", "renewal_apply_by", "check_renewal",
-    "renewed_valid_until", "renewal_notice_due", "expired", "check_status_change",
+    "renewed_valid_until", "renewal_notice_due", "check_status_change",
     "decision_text", "EvaluationRight", "evaluation_right", "status_on", "scope_on",
-    "count_in_window", "record_activity", "ActivityFinding", "scope_proposals",
+    "count_in_window", "prune_activity", "activity_cutoff", "ActivityFinding",
+    "LAPSE_MONTHS", "ACTIVITY_DAYS_MONTHS", "active_since", "whole_months", "evaluation_lapse", "scope_proposals",
     "institution_proposal", "scope_diff", "DETAIL_FIELDS",
 ]
 
@@ -53,6 +54,9 @@ MIN_INSTITUTION_12M = 500        # ch.6 art.4 (七): per institution in 12 month
 # Reading: a dismissed proposal (the regulator found a good reason) is not raised again for
 # this many months, so the in-tray does not refill daily with the same question.
 DISMISSAL_QUIET_MONTHS = 12
+LAPSE_MONTHS = 6                 # ch.6 art.3 (三): 6 consecutive months without evaluation
+# Per-day certificate counts are kept this long, then summed per month (prune_activity).
+ACTIVITY_DAYS_MONTHS = IDLE_MONTHS + 1
 
 TERMINATED = "INSTITUTION_STATUS_TERMINATED"
 EXPIRED = "INSTITUTION_STATUS_EXPIRED"
@@ -188,30 +192,33 @@ def quota_limit(area: str, district_quota: int = DISTRICT_QUOTA,
     return district_quota if area == "district" else county_quota
 
 
-def quota_blockers(new_occupations: list[str], area: str, filed_per_occupation: dict,
-                   limit: int, city_filed: int | None, city_quota: int) -> list[str]:
-    """Why filing would exceed a quota. `filed_per_occupation[code]`: institutions filed
-    (active or suspended) in `area` for that occupation, not counting the applicant.
-    `city_filed` None: the application adds no institution (scope change, renewal)."""
+def quota_blockers(needs: list[tuple[str, str]], filed: dict, limit_of,
+                   city_filed: int | None, city_quota: int) -> list[str]:
+    """Why filing would exceed a quota. `needs`: (area, occupation) of each seat the
+    application adds; `filed[(area, code)]`: institutions on the register (active or
+    suspended) evaluating it there, the applicant not counted. `city_filed` None: the
+    application adds no institution (scope change, renewal)."""
     blockers = []
     if city_filed is not None and city_filed >= city_quota:
         blockers.append(f"quota: the city-wide quota of {city_quota} institutions is reached "
                         f"({city_filed} filed)")
-    where = "the city districts" if area == "district" else f"county {area.split(':', 1)[1]}"
-    for code in new_occupations:
-        filed = filed_per_occupation.get(code, 0)
-        if filed >= limit:
-            blockers.append(f"quota: occupation {code} already has {filed} institutions in "
+    for area, code in needs:
+        count, limit = filed.get((area, code), 0), limit_of(area)
+        if count >= limit:
+            where = "the city districts" if area == "district" else f"county {area.split(':', 1)[1]}"
+            blockers.append(f"quota: occupation {code} already has {count} institutions in "
                             f"{where} (at most {limit})")
     return blockers
 
 
 def rank_key(urgent: bool, person_times: int, history_since: str, received_on: str,
-             application_id: str) -> tuple:
+             application_id: str, allocated: bool = False) -> tuple:
     """Selection order when several compete for the same seats ("择优遴选"; ch.6 art.5:
-    urgently needed occupations first): urgent, then more person-times evaluated, then the
-    longer history, then the earlier receipt."""
-    return (not urgent, -person_times, history_since or "9999-12-31", received_on, application_id)
+    urgently needed occupations first): the area's own applicants before those allocated to
+    it from elsewhere (allocation fills an area nobody of its own serves), then urgent, then
+    more person-times evaluated, then the longer history, then the earlier receipt."""
+    return (allocated, not urgent, -person_times, history_since or "9999-12-31", received_on,
+            application_id)
 
 
 # --- names (seed 002 §5) ---------------------------------------------------------------
@@ -307,10 +314,6 @@ def renewed_valid_until(valid_until: date) -> date:
 
 def renewal_notice_due(valid_until: date, today: date) -> bool:
     return today >= valid_until - timedelta(days=RENEWAL_NOTICE_DAYS) and today <= valid_until
-
-
-def expired(valid_until: date, today: date) -> bool:
-    return valid_until < today
 
 
 # --- status (ch.6 art.3-4) ------------------------------------------------------------
@@ -411,12 +414,20 @@ def evaluation_right(institution: dict | None, occupation_code: str, level: int,
 
 
 # --- dynamic scope from certificate activity (ch.6 art.4 (七), art.6) ------------------
-def record_activity(days: dict, assessed_on: date, count: int, today: date) -> dict:
-    """Per-day counts, kept for the 12-month window (older days dropped)."""
-    kept = {d: n for d, n in days.items() if d > months_before(today, IDLE_MONTHS + 1).isoformat()}
-    key = assessed_on.isoformat()
-    kept[key] = kept.get(key, 0) + count
-    return kept
+def prune_activity(days: dict, today: date) -> tuple[dict, dict]:
+    """(the per-day counts past the window kept, summed per month YYYY-MM). Days are kept
+    for ACTIVITY_DAYS_MONTHS: the 12-month rules and the 6-month lapse read no further, and
+    the month beyond is a margin for a worker whose day starts a little later."""
+    cutoff = months_before(today, ACTIVITY_DAYS_MONTHS).isoformat()
+    stale = {d: n for d, n in days.items() if d <= cutoff}
+    monthly: dict[str, int] = {}
+    for day, n in stale.items():
+        monthly[day[:7]] = monthly.get(day[:7], 0) + n
+    return stale, monthly
+
+
+def activity_cutoff(today: date) -> str:
+    return months_before(today, ACTIVITY_DAYS_MONTHS).isoformat()
 
 
 def count_in_window(days: dict, today: date) -> int:
@@ -494,3 +505,39 @@ def institution_proposal(filed_on: date, activity: dict, proposals: list[dict],
     grounds, count = _idle_and_low(days, last, filed_on, today, MIN_INSTITUTION_12M,
                                    "institution")
     return ActivityFinding("", tuple(grounds), count, last) if grounds else None
+
+
+# --- evaluation lapsed (ch.6 art.3 (三)) --------------------------------------------------
+def active_since(history: list[dict], filed_on: str) -> str:
+    """The day the institution's current run of activity began: filed, or active again after
+    a suspension (a renewal of an active filing does not restart it). Time suspended is not
+    idleness "without good reason"."""
+    since, active = filed_on, False
+    for entry in sorted(history or [], key=lambda h: h.get("effective_on") or ""):
+        now_active = entry.get("status") == _ACTIVE
+        if now_active and not active:
+            since = max(since, entry.get("effective_on") or since)
+        active = now_active
+    return since
+
+
+def whole_months(since: date, today: date) -> int:
+    """Whole months from `since` to `today` (the same day a month later is one)."""
+    months = 0
+    while months_before(today, months + 1) >= since:
+        months += 1
+    return months
+
+
+def evaluation_lapse(last_evaluation_on: str, filed_on: str, since_active: str,
+                     raised_for: str | None, today: date) -> dict | None:
+    """EvaluationLapsed's payload (and the day its lapse is counted from) when an active
+    institution issued no certificate in any occupation for LAPSE_MONTHS consecutive months;
+    None otherwise, or when this lapse was already raised. The months count from the last
+    assessment date with certificates, the filing, or the end of a suspension, whichever is
+    latest; a certificate after it starts a new count (and so a new lapse later)."""
+    start = max(last_evaluation_on or "", filed_on, since_active or "")
+    if start > months_before(today, LAPSE_MONTHS).isoformat() or raised_for == start:
+        return None
+    return {"last_evaluation_on": last_evaluation_on or filed_on,
+            "months": whole_months(date.fromisoformat(start), today), "since": start}

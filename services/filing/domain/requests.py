@@ -26,6 +26,7 @@ from services.filing.domain.lifecycle import (
     decision_text,
     scope_diff,
 )
+from services.filing.domain.quotas import check_allocation
 
 __all__ = [
     "CHANGE_DETAILS", "CHANGE_SCOPE", "APPROVE", "DISMISS", "parse_application",
@@ -64,6 +65,9 @@ def parse_application(request: dict, areas: dict) -> tuple[Submission, dict | No
         errors.extend(exc.violations)
     codes = [s.get("occupation_code", "") for s in (request.get("scope") or [])]
     conditions = check_conditions(request.get("conditions"), codes, errors)
+    if submission is not None:
+        check_allocation(submission.scope, submission.institution["district_code"], areas,
+                         errors)
     _raise_if(errors)
     return submission, conditions
 
@@ -108,13 +112,15 @@ def parse_change_kind(request: dict, errors: list) -> tuple[str, str]:
     return kind, request_id
 
 
-def parse_scope_change(request: dict, filed_scope: list[dict],
-                       errors: list) -> tuple[list[dict], list[dict], dict | None]:
+def parse_scope_change(request: dict, filed_scope: list[dict], errors: list,
+                       district_code: str = "", areas: dict | None = None,
+                       ) -> tuple[list[dict], list[dict], dict | None]:
     """(scope, materials, conditions) of a scope change, evaluated like a new application."""
     for key in (*DETAIL_FIELDS, "changed_on"):
         if request.get(key):
             errors.append(f"{key}: only for {CHANGE_DETAILS}")
     scope = check_scope(request.get("scope") or [], errors)
+    check_allocation(scope, district_code, areas or {}, errors)
     materials = check_materials(request.get("materials") or [], errors)
     conditions = check_conditions(request.get("conditions"),
                                   [s["occupation_code"] for s in scope], errors)
