@@ -21,6 +21,7 @@ row here first, sent in batches, safe to stop and run again.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -202,6 +203,12 @@ class Counts:
                 self.rejected += 1
 
 
+def resuming(done: int, batches: int) -> str:
+    if done == batches:
+        return f"every batch was sent before ({batches}): writing the result file again"
+    return f"resuming · 续传: {done} of {batches} batches were sent before"
+
+
 class PlainProgress:
     """One line per batch (stderr not a terminal: a log, a CI job, a test)."""
 
@@ -212,7 +219,7 @@ class PlainProgress:
         self.total, self.batches, self.started = total, batches, time.monotonic()
         self.first_rows = counts.rows
         if done:
-            self.line(f"resuming: {done} of {batches} batches already done")
+            self.line(resuming(done, batches))
 
     def advance(self, counts: Counts, batch: int) -> None:
         sent = counts.rows - self.first_rows
@@ -247,7 +254,7 @@ class BarProgress:
     def start(self, total: int, counts: Counts, batches: int, done: int) -> None:
         self.progress.start()
         if done:
-            self.progress.console.print(f"resuming: {done} of {batches} batches already done")
+            self.progress.console.print(resuming(done, batches), markup=False)
         self.task = self.progress.add_task("upload", total=total, completed=counts.rows,
                                            issued=counts.issued, duplicate=counts.duplicate,
                                            rejected=counts.rejected)
@@ -324,6 +331,17 @@ def upload(api: Api, plan: Plan, console: Console, progress_kind: str = "auto",
     """Send what is not done yet, then write the result file. KeyboardInterrupt (Ctrl-C or
     SIGTERM) leaves the state file as of the last finished batch."""
     path = plan.sheet.path
+    with open(path, "rb") as held:
+        try:  # advisory, on the input itself: two uploads of one file would race on its state
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CliError(Exit.UNAVAILABLE, f"another vocreg upload of {path.name} is running "
+                                              "on this machine: wait for it, or stop it") from None
+        return _upload(api, plan, console, progress_kind, retry_for)
+
+
+def _upload(api, plan, console, progress_kind, retry_for) -> Outcome:
+    path = plan.sheet.path
     state = State.load(state_path(path), plan)
     if state.discarded:
         console.print(f"[yellow]{state.path.name} belongs to another upload (the file or the "
@@ -345,6 +363,12 @@ def upload(api: Api, plan: Plan, console: Console, progress_kind: str = "auto",
             state.save(plan)
             counts.add(results)
             progress.advance(counts, batch)
+    except KeyboardInterrupt:
+        progress.stop()
+        console.print(f"stopped · 已停止: {len(state.done)} of {len(batches)} batches sent, "
+                      f"kept in {state.path.name}; run the same command again to resume "
+                      "(nothing will be issued twice)", markup=False)
+        raise
     finally:
         progress.stop()
     outcomes = [("", INVALID, "; ".join(plan.invalid[i])) if i in plan.invalid else None
