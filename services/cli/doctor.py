@@ -129,7 +129,8 @@ def check_database(settings: Settings) -> Check:
             client.close()
         return Check(OK, "database", f"{shown} answers ping in {elapsed:.0f} ms")
     except Exception as exc:  # ServerSelectionTimeoutError, ConfigurationError, auth
-        return Check(FAIL, "database", f"{shown}: {type(exc).__name__}: {str(exc)[:100]}",
+        said = str(exc).split(" (configured timeouts")[0]  # pymongo's settings dump: noise
+        return Check(FAIL, "database", f"{shown}: {type(exc).__name__}: {said[:100]}",
                      "start it (`make run` starts the local one; "
                      "`python -m services.localdb status`), or set MONGO_URI / --mongo-uri")
 
