@@ -341,3 +341,18 @@ def test_doctor_on_a_running_and_on_a_broken_platform(plat):
         plat.start_worker("certificates")
         plat.wait_for_health("vocreg.certificates.v1.CertificateRegistry",
                              health_pb2.HealthCheckResponse.SERVING)
+
+
+def test_the_command_line_runs_without_eventlet_or_nameko():
+    """grpcio and eventlet's monkey patching do not mix: the command line is a plain grpcio
+    client, whatever it does (its commands, the upload, doctor's broker and database checks)."""
+    probe = ("import sys\n"
+             "from services.cli import commands, config, doctor, main, upload\n"
+             "commands.modules()\n"
+             "doctor.check_broker(config.Settings(amqp_uri='amqp://guest:guest@127.0.0.1:1/'))\n"
+             "doctor.check_database(config.Settings(mongo_uri='mongodb://127.0.0.1:1/x'))\n"
+             "print(sorted(m for m in ('eventlet', 'nameko', 'mongoengine') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
