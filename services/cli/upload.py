@@ -21,7 +21,6 @@ row here first, sent in batches, safe to stop and run again.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -48,6 +47,11 @@ from services.cli.client import Api, Refusal, backoff
 from services.cli.exits import CliError, Exit
 from services.common.vocabulary import check_client_id, parse_date
 from services.common.workdays import today_in_shanghai
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory lock (the request ids still keep a race harmless)
+    fcntl = None
 
 SERVICE = "certificates"
 DEFAULT_BATCH_ROWS = 500
@@ -333,7 +337,8 @@ def upload(api: Api, plan: Plan, console: Console, progress_kind: str = "auto",
     path = plan.sheet.path
     with open(path, "rb") as held:
         try:  # advisory, on the input itself: two uploads of one file would race on its state
-            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise CliError(Exit.UNAVAILABLE, f"another vocreg upload of {path.name} is running "
                                               "on this machine: wait for it, or stop it") from None
@@ -347,6 +352,12 @@ def _upload(api, plan, console, progress_kind, retry_for) -> Outcome:
         console.print(f"[yellow]{state.path.name} belongs to another upload (the file or the "
                       "options changed): starting over; rows issued before come back as "
                       "DUPLICATE with their numbers[/]")
+    try:  # before sending anything: an answer that cannot be kept is an upload that cannot resume
+        state.save(plan)
+    except OSError as exc:
+        raise CliError(Exit.BAD_INPUT, f"cannot write {state.path} beside the input "
+                                       f"({exc.strerror}): copy the file to a folder you can "
+                                       "write to") from None
     batches = plan.batches()
     counts = Counts()
     for done in state.done.values():
@@ -377,7 +388,12 @@ def _upload(api, plan, console, progress_kind, retry_for) -> Outcome:
         for offset, row in zip(rows, state.done[batch]["results"], strict=True):
             status, number, reason = row
             outcomes[plan.positions[offset]] = (number, status, reason)
-    result = sheets.write_result(plan.sheet, outcomes, sheets.result_path(path))
+    try:
+        result = sheets.write_result(plan.sheet, outcomes, sheets.result_path(path))
+    except OSError as exc:
+        raise CliError(Exit.ERROR, f"every batch was sent, but the result file cannot be "
+                                   f"written ({exc.strerror}); the answers are kept in "
+                                   f"{state.path.name}: run the same command again") from None
     return Outcome(counts, len(plan.invalid), result, state.path)
 
 
