@@ -7,13 +7,13 @@ row here first, sent in batches, safe to stop and run again.
   so every bad row is shown before anything is sent. Only the platform can say what needs the
   register (the institution's filed scope, a certificate issued before): those come back per
   row as REJECTED or DUPLICATE.
-- Nothing issued twice: batch k's request_id is derived from the file's SHA-256, the options
-  that shape the batches and k. IssueCertificates answers a request_id it has seen with its
+- Nothing issued twice: batch k's request_id is derived from the SHA-256 of what the upload
+  sends (the session, the date, the batch size, the valid rows of the file in order) and k. IssueCertificates answers a request_id it has seen with its
   first answer (same caller, same content), so a batch sent again after Ctrl-C, a kill or a
   timeout issues nothing new, whether or not its first answer arrived.
 - Resumable: the state file beside the input (`FILE.upload-state.json`) keeps each finished
   batch's answer, written atomically after every batch; the same command again skips those and
-  sends the rest. A changed file or option makes a different plan: its batches get other ids
+  sends the rest. Changed rows or options make a different plan: its batches get other ids
   (rows issued before then come back DUPLICATE with their numbers, still never twice).
 - The result file beside the input (`NAME.result.xlsx|csv`): every row as it was, plus the
   certificate number, the status (ISSUED, DUPLICATE, REJECTED, INVALID: failed the local
@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 
 from rich.console import Console
@@ -72,12 +73,14 @@ class Plan:
     positions: list = field(default_factory=list)  # each one's index among the sheet's rows
     invalid: dict = field(default_factory=dict)    # sheet row index -> problems
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """What makes the batches what they are: the file's bytes and the options."""
-        shape = json.dumps([self.sheet.sha256, self.session, self.assessment_date,
-                            self.batch_rows, self.skip_invalid])
-        return hashlib.sha256(shape.encode()).hexdigest()[:24]
+        """The SHA-256 of what the batches send: the session, the date, the batch size and
+        every row, in order. Not of the file's bytes: Excel saving an unchanged sheet again
+        (or the same rows as CSV) changes those, not the requests."""
+        sent = json.dumps([self.session, self.assessment_date, self.batch_rows, self.rows],
+                          ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(sent.encode()).hexdigest()[:24]
 
     def request_id(self, batch: int) -> str:
         return f"cli-{self.key}-{batch:05d}"  # 34 of the 64 characters a request_id may have
@@ -349,7 +352,7 @@ def _upload(api, plan, console, progress_kind, retry_for) -> Outcome:
     path = plan.sheet.path
     state = State.load(state_path(path), plan)
     if state.discarded:
-        console.print(f"[yellow]{state.path.name} belongs to another upload (the file or the "
+        console.print(f"[yellow]{state.path.name} belongs to another upload (the rows or the "
                       "options changed): starting over; rows issued before come back as "
                       "DUPLICATE with their numbers[/]")
     try:  # before sending anything: an answer that cannot be kept is an upload that cannot resume

@@ -14,37 +14,23 @@ import argparse
 import shlex
 import signal
 import time
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-from openpyxl import Workbook
-
-from services.certificates import domain
 from services.common.workdays import SHANGHAI
 from tests import database
-from tests.e2e.grpc_client import Filing
+from tests.e2e.grpc_client import file_institution
 from tests.platform import Platform
-from tests.support import PASSED_EVALUATION, application_request, token, uscc
+from tests.support import resident_id, token, uscc, write_xlsx
 
 N = 901
 HEADER = ["准考证号", "姓名", "身份证号", "职业编码", "职业名称", "等级"]
 
 
-def holder(i: int) -> str:
-    born = date(1980, 1, 1) + timedelta(days=i // 1000)
-    first17 = f"410502{born:%Y%m%d}{i % 1000:03d}"
-    return first17 + domain.id_check_character(first17)
-
-
 def write_sheet(path: Path, rows: int) -> Path:
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("考生")
-    sheet.append(HEADER)
-    for i in range(rows):
-        sheet.append([f"T{i:05d}", "张三丰", holder(i), "4-10-01-02", "育婴员",
-                      "四级/中级工" if i % 2 else 4])
-    book.save(path)
-    return path
+    return write_xlsx(path, HEADER, ([f"T{i:05d}", "张三丰", resident_id(i), "4-10-01-02", "育婴员",
+                                      "四级/中级工" if i % 2 else 4] for i in range(rows)),
+                      title="考生")
 
 
 def main() -> None:
@@ -56,14 +42,7 @@ def main() -> None:
     (folder / "platform").mkdir(parents=True, exist_ok=True)
     plat = Platform(folder / "platform", services=("filing", "certificates")).start()
     try:
-        app = Filing(plat.channel, "institution", N).SubmitApplication(
-            application_request(N))["application"]
-        regulator = Filing(plat.channel, "regulator")
-        regulator.AcceptApplication({"application_id": app["application_id"],
-                                     "decision": "ACCEPTANCE_DECISION_ACCEPT"})
-        regulator.DecideApplication({"application_id": app["application_id"],
-                                     "outcome": "DECISION_OUTCOME_FILE",
-                                     "evaluation": PASSED_EVALUATION})
+        file_institution(plat.channel, N)
         sheet = write_sheet(folder / "candidates.xlsx", args.rows)
         today = datetime.now(SHANGHAI).date().isoformat()
         print(f"institution {uscc(N)} filed; {args.rows} rows in {sheet}\n")

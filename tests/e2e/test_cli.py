@@ -13,19 +13,18 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 
-from services.certificates import domain
 from services.common.workdays import SHANGHAI
 from tests.database import free_port
-from tests.e2e.grpc_client import Certificates, Filing
+from tests.e2e.grpc_client import Certificates, file_institution
 from tests.platform import ROOT, Platform, eventually
-from tests.support import PASSED_EVALUATION, application_request, token, uscc
+from tests.support import resident_id, token, uscc, write_xlsx
 
 pytestmark = pytest.mark.e2e
 
@@ -38,14 +37,7 @@ TODAY = datetime.now(SHANGHAI).date().isoformat()
 @pytest.fixture(scope="module")
 def plat(tmp_path_factory):
     started = Platform(tmp_path_factory.mktemp("cli"), services=("filing", "certificates")).start()
-    app = Filing(started.channel, "institution", N).SubmitApplication(
-        application_request(N))["application"]
-    regulator = Filing(started.channel, "regulator")
-    regulator.AcceptApplication({"application_id": app["application_id"],
-                                 "decision": "ACCEPTANCE_DECISION_ACCEPT"})
-    regulator.DecideApplication({"application_id": app["application_id"],
-                                 "outcome": "DECISION_OUTCOME_FILE",
-                                 "evaluation": PASSED_EVALUATION})
+    file_institution(started.channel, N)
     yield started
     started.stop()
 
@@ -66,27 +58,13 @@ def vocreg(plat, *args, role="institution", timeout=120, **extra) -> subprocess.
                           capture_output=True, text=True, timeout=timeout)
 
 
-def holder(i: int) -> str:
-    """A valid GB 11643 ID number, distinct for each i (born i // 1000 days after 1980-01-01)."""
-    born = date(1980, 1, 1) + timedelta(days=i // 1000)
-    first17 = f"410502{born:%Y%m%d}{i % 1000:03d}"
-    return first17 + domain.id_check_character(first17)
-
-
 def write_sheet(path: Path, rows: list) -> Path:
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "考生"
-    sheet.append(HEADER)
-    for row in rows:
-        sheet.append(row)
-    book.save(path)
-    return path
+    return write_xlsx(path, HEADER, rows, title="考生")
 
 
 def candidates(n: int, start: int = 0) -> list:
     """Rows as a clerk types them: the level sometimes a number, sometimes its name."""
-    return [[f"T{i:05d}", "张三丰", holder(i), "4-10-01-02", "育婴员",
+    return [[f"T{i:05d}", "张三丰", resident_id(i), "4-10-01-02", "育婴员",
              "四级/中级工" if i % 3 else 4, ""] for i in range(start, start + n)]
 
 
@@ -109,11 +87,11 @@ def result_rows(path: Path) -> list[list]:
 
 # --- uploads -------------------------------------------------------------------------------
 def test_bad_rows_are_all_shown_before_anything_is_sent(plat, tmp_path):
-    wrong_check = holder(2)[:17] + ("1" if holder(2)[17] != "1" else "2")
+    wrong_check = resident_id(2)[:17] + ("1" if resident_id(2)[17] != "1" else "2")
     rows = candidates(20) + [
         ["T-a", "李四", wrong_check, "4-10-01-02", "育婴员", 4, "typo in the ID"],
-        ["T-b", "", holder(900), "4-10-1", "育婴员", "九级", ""],
-        ["T-c", "张三丰", holder(3), "4-10-01-02", "育婴员", "中级工", "typed twice"]]
+        ["T-b", "", resident_id(900), "4-10-1", "育婴员", "九级", ""],
+        ["T-c", "张三丰", resident_id(3), "4-10-01-02", "育婴员", "中级工", "typed twice"]]
     sheet = write_sheet(tmp_path / "六月考生.xlsx", rows)
 
     done = vocreg(plat, "certificates", "upload", str(sheet), "--session", "CLI-BAD",

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 
 from services.certificates import domain
 from services.cli import config, output, upload
@@ -24,28 +24,14 @@ from services.cli.client import refusal
 from services.cli.exits import CliError, Exit
 from services.cli.main import build_parser
 from services.common.spec import NOT_SERVICES, registry
+from tests.support import resident_id, write_xlsx
 
 TODAY = date(2026, 11, 22)
 CN_HEADER = ["准考证号", "姓名", "身份证号", "职业（工种）编码", "职业名称", "等级", "备注"]
 
 
-def holder(i: int) -> str:
-    first17 = f"41050219900307{i:03d}"
-    return first17 + domain.id_check_character(first17)
-
-
-def write_xlsx(path, header, rows):
-    book = Workbook()
-    sheet = book.active
-    sheet.append(header)
-    for row in rows:
-        sheet.append(row)
-    book.save(path)
-    return path
-
-
 def good_rows(n: int, start: int = 0) -> list:
-    return [[f"T{i:04d}", "张三丰", holder(i), "4-10-01-02", "育婴员", 4, ""]
+    return [[f"T{i:04d}", "张三丰", resident_id(i), "4-10-01-02", "育婴员", 4, ""]
             for i in range(start, start + n)]
 
 
@@ -71,7 +57,7 @@ def test_chinese_headers_map_to_the_fields_and_other_columns_are_kept(tmp_path):
                              "occupation_code": 3, "occupation_name": 4, "skill_level": 5}
     assert sheet.chinese and sheet.lines == [2, 3]
     row, problems = sheet.fields(1)
-    assert row == {"row_ref": "T0001", "holder_name": "张三丰", "holder_id_number": holder(1),
+    assert row == {"row_ref": "T0001", "holder_name": "张三丰", "holder_id_number": resident_id(1),
                    "occupation_code": "4-10-01-02", "occupation_name": "育婴员",
                    "skill_level": 4} and problems == []
 
@@ -88,7 +74,7 @@ def test_a_header_without_the_needed_columns_is_refused_with_what_it_takes(tmp_p
 
 
 def test_csv_from_a_chinese_excel_is_read_as_gb18030_and_blank_rows_skipped(tmp_path):
-    text = "姓名,身份证号,职业编码,等级\r\n\r\n张三丰,%s,4-10-01-02,四级\r\n,,,\r\n" % holder(1)
+    text = "姓名,身份证号,职业编码,等级\r\n\r\n张三丰,%s,4-10-01-02,四级\r\n,,,\r\n" % resident_id(1)
     path = tmp_path / "s.csv"
     path.write_bytes(text.encode("gb18030"))
     sheet = sheets.read(path)
@@ -120,12 +106,12 @@ def plan_of(tmp_path, rows, batch_rows=2, skip_invalid=False, name="s.xlsx", ses
 
 
 def test_every_bad_row_is_found_with_the_registry_s_own_rule(tmp_path):
-    wrong_check = holder(2)[:17] + ("1" if holder(2)[17] != "1" else "2")
+    wrong_check = resident_id(2)[:17] + ("1" if resident_id(2)[17] != "1" else "2")
     rows = good_rows(2) + [
         ["T2", "李四", wrong_check, "4-10-01-02", "育婴员", 4, ""],
-        ["T3", "", holder(3), "4-10-1", "育婴员", "九级", ""],
-        ["T4", "张三丰", holder(0), "4-10-01-02", "育婴员", "中级工", "same as line 2"],
-        ["T5", "王五", holder(5).lower(), "4-10-01-02", "育婴员", "5", ""]]
+        ["T3", "", resident_id(3), "4-10-1", "育婴员", "九级", ""],
+        ["T4", "张三丰", resident_id(0), "4-10-01-02", "育婴员", "中级工", "same as line 2"],
+        ["T5", "王五", resident_id(5).lower(), "4-10-01-02", "育婴员", "5", ""]]
     plan = plan_of(tmp_path, rows)
     assert [plan.sheet.lines[i] for i in plan.invalid] == [4, 5, 6]
     assert plan.invalid[2] == ["holder_id_number: check character is wrong"]
@@ -134,7 +120,7 @@ def test_every_bad_row_is_found_with_the_registry_s_own_rule(tmp_path):
                                "skill_level: must be 1-5"]
     assert plan.invalid[4] == ["duplicate of row 2 (same holder, occupation and level)"]
     assert [r["row_ref"] for r in plan.rows] == ["T0000", "T0001", "T5"]
-    assert plan.rows[2]["holder_id_number"] == holder(5)  # a typed lower-case x is the same
+    assert plan.rows[2]["holder_id_number"] == resident_id(5)  # a typed lower-case x is the same
 
 
 def test_the_session_and_the_date_are_checked_before_any_row(tmp_path):
@@ -146,21 +132,28 @@ def test_the_session_and_the_date_are_checked_before_any_row(tmp_path):
                                      "--assessment-date: 2026-11-23 is in the future"]
 
 
-def test_request_ids_come_from_the_file_and_the_batch_and_change_with_either(tmp_path):
+def test_request_ids_come_from_what_is_sent_and_the_batch(tmp_path):
     plan = plan_of(tmp_path, good_rows(5))
-    again = plan_of(tmp_path, good_rows(5))
-    assert [len(b) for b in plan.batches()] == [2, 2, 1]
     ids = [plan.request(b)["request_id"] for b in range(3)]
-    assert ids == [again.request(b)["request_id"] for b in range(3)]
+    assert [len(b) for b in plan.batches()] == [2, 2, 1]
     assert len(set(ids)) == 3
     assert all(domain.CLIENT_ID.match(i) and len(i) <= 64 for i in ids)
-    other_file = plan_of(tmp_path, good_rows(5, start=1), name="t.xlsx")
-    other_session = plan_of(tmp_path, good_rows(5), session="S-2")
-    other_batches = plan_of(tmp_path, good_rows(5), batch_rows=3)
-    for other in (other_file, other_session, other_batches):
-        assert other.request(0)["request_id"] != ids[0]
     assert plan.request(2)["rows"] == [plan.rows[4]]
     assert plan.request(0)["exam_session_id"] == "S-1"
+    # The same rows saved again (other bytes: a workbook carries the time it was saved), or
+    # as CSV: the same requests, the same ids.
+    again = plan_of(tmp_path, good_rows(5), name="again.xlsx")
+    as_csv = tmp_path / "s.csv"
+    with open(as_csv, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([CN_HEADER] + good_rows(5))
+    from_csv = upload.make_plan(sheets.read(as_csv), "S-1", "2026-11-20", 2, False, TODAY)
+    assert [again.request(b)["request_id"] for b in range(3)] == ids
+    assert [from_csv.request(b)["request_id"] for b in range(3)] == ids
+    other_rows = plan_of(tmp_path, good_rows(5, start=1), name="t.xlsx")
+    other_session = plan_of(tmp_path, good_rows(5), session="S-2")
+    other_batches = plan_of(tmp_path, good_rows(5), batch_rows=3)
+    for other in (other_rows, other_session, other_batches):
+        assert other.request(0)["request_id"] != ids[0]
 
 
 def test_state_is_kept_for_the_same_plan_only(tmp_path):
@@ -177,7 +170,7 @@ def test_state_is_kept_for_the_same_plan_only(tmp_path):
 
 
 def test_the_result_file_is_every_row_as_it_was_plus_number_status_and_reason(tmp_path):
-    rows = good_rows(2) + [["T9", "", holder(9), "4-10-01-02", "育婴员", 4, "note"]]
+    rows = good_rows(2) + [["T9", "", resident_id(9), "4-10-01-02", "育婴员", 4, "note"]]
     plan = plan_of(tmp_path, rows, skip_invalid=True)
     outcomes = [("N1", "ISSUED", ""), ("N0", "DUPLICATE", ""), ("", "INVALID", "holder_name: required")]
     path = sheets.write_result(plan.sheet, outcomes, sheets.result_path(plan.sheet.path))
@@ -185,14 +178,14 @@ def test_the_result_file_is_every_row_as_it_was_plus_number_status_and_reason(tm
     got = [list(r) for r in load_workbook(path).active.iter_rows(values_only=True)]
     assert got[0] == CN_HEADER + ["证书编号", "状态", "原因"]
     assert got[1] == good_rows(1)[0][:6] + [None, "N1", "ISSUED", None]
-    assert got[3][:7] == ["T9", None, holder(9), "4-10-01-02", "育婴员", 4, "note"]
+    assert got[3][:7] == ["T9", None, resident_id(9), "4-10-01-02", "育婴员", 4, "note"]
     assert got[3][7:] == [None, "INVALID", "holder_name: required"]
 
 
 def test_a_csv_result_is_utf8_with_a_bom_for_excel(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("holder_name,holder_id_number,occupation_code,skill_level\n"
-                    f"张三丰,{holder(1)},4-10-01-02,4\n", encoding="utf-8")
+                    f"张三丰,{resident_id(1)},4-10-01-02,4\n", encoding="utf-8")
     sheet = sheets.read(path)
     out = sheets.write_result(sheet, [("N1", "ISSUED", "")], sheets.result_path(path))
     data = out.read_bytes()
@@ -200,7 +193,7 @@ def test_a_csv_result_is_utf8_with_a_bom_for_excel(tmp_path):
     assert list(csv.reader(io.StringIO(data.decode("utf-8-sig")))) == [
         ["holder_name", "holder_id_number", "occupation_code", "skill_level",
          "certificate_number", "status", "reason"],
-        ["张三丰", holder(1), "4-10-01-02", "4", "N1", "ISSUED", ""]]
+        ["张三丰", resident_id(1), "4-10-01-02", "4", "N1", "ISSUED", ""]]
 
 
 def test_batch_answers_are_mapped_back_by_index(tmp_path):
