@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -174,6 +176,32 @@ def test_an_upload_killed_mid_run_resumes_and_issues_nothing_twice(plat, tmp_pat
     assert again.returncode == 0, again.stderr
     assert len(issued_in(plat, "CLI-KILL")) == 400
     assert {r[2]: r[7] for r in result_rows(tmp_path / "candidates.result.xlsx")[1:]} == numbers
+
+
+def test_on_a_terminal_the_upload_draws_a_bar(plat, tmp_path):
+    """rich's bar when stderr is a terminal (a pseudo-terminal here, as tmux gives one)."""
+    sheet = write_sheet(tmp_path / "tty.xlsx", candidates(60, start=4000))
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([VOCREG, "certificates", "upload", str(sheet), "--session",
+                             "CLI-TTY", "--assessment-date", TODAY, "--batch-rows", "20"],
+                            env=vocreg_env(plat, TERM="xterm-256color", COLUMNS="150"),
+                            cwd=ROOT, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+    assert "上传 upload" in text and "━" in text
+    assert "60/60 rows" in text and "issued 60" in text and "rejected 0" in text
+    assert "left" in text
 
 
 # --- reads -----------------------------------------------------------------------------------
