@@ -85,6 +85,10 @@ def cell_text(value) -> str:
     return str(value).strip()
 
 
+def _halfwidth(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
 @dataclass
 class Sheet:
     path: Path
@@ -113,9 +117,11 @@ class Sheet:
         if isinstance(id_cell, float) and abs(id_cell) >= 1e15:
             problems.append("holder_id_number: stored as a number, so Excel kept only 15 "
                             "digits; format the column as text and type it again")
+        # Codes typed with a Chinese input method come in full-width (４１０５…, ４－１０…):
+        # the same characters once NFKC-normalised. Names are sent as typed.
         row = {"holder_name": cell_text(get("holder_name")),
-               "holder_id_number": cell_text(id_cell),
-               "occupation_code": cell_text(get("occupation_code")),
+               "holder_id_number": _halfwidth(cell_text(id_cell)),
+               "occupation_code": _halfwidth(cell_text(get("occupation_code"))),
                "occupation_name": cell_text(get("occupation_name")),
                "skill_level": parse_level(get("skill_level")),
                "row_ref": cell_text(get("row_ref"))}

@@ -82,6 +82,15 @@ def test_csv_from_a_chinese_excel_is_read_as_gb18030_and_blank_rows_skipped(tmp_
     assert sheet.fields(0)[0]["skill_level"] == 4
 
 
+def test_codes_typed_in_full_width_are_the_same_codes(tmp_path):
+    full = resident_id(7).translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789X"})
+    path = write_xlsx(tmp_path / "s.xlsx", CN_HEADER,
+                      [["T1", "张三丰", full, "４－１０－０１－０２", "育婴员", "４", ""]])
+    row, _ = sheets.read(path).fields(0)
+    assert (row["holder_id_number"], row["occupation_code"], row["skill_level"]) == \
+        (resident_id(7), "4-10-01-02", 4)
+
+
 def test_an_id_number_excel_stored_as_a_number_is_named(tmp_path):
     path = write_xlsx(tmp_path / "s.xlsx", CN_HEADER,
                       [["T1", "张三丰", 4.10502199003071e17, "4-10-01-02", "育婴员", 4, ""]])
