@@ -6,6 +6,7 @@ last finished batch) and exits 130.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import traceback
@@ -78,16 +79,18 @@ def _interrupt(signum, frame):
 
 def main(argv=None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    run = getattr(args, "run", None)
-    if run is None:
-        (getattr(args, "group_parser", None) or parser).print_help(sys.stderr)
-        sys.exit(int(Exit.USAGE))
     ctx = None
     code = Exit.ERROR
     console = Console(file=sys.stderr, highlight=False)
+    debug = False
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)  # --help and usage errors exit here (SystemExit)
+        debug = args.debug
+        run = getattr(args, "run", None)
+        if run is None:
+            (getattr(args, "group_parser", None) or parser).print_help(sys.stderr)
+            sys.exit(int(Exit.USAGE))
         ctx = Context(config.resolve(args))
         console = ctx.console
         code = run(ctx, args)
@@ -97,19 +100,23 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         console.print("interrupted · 已中断", markup=False)
         code = Exit.INTERRUPTED
-    except BrokenPipeError:  # `vocreg ... | head`
+    except BrokenPipeError:  # `vocreg ... | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         code = Exit.OK
     except Exception as exc:
         console.print(f"error: unexpected {type(exc).__name__}: {exc}", markup=False,
                       style="bold red")
-        if args.debug:
+        if debug:
             console.print(traceback.format_exc(), markup=False)
         else:
             console.print("  (--debug shows where)", markup=False)
         code = Exit.ERROR
     finally:
         if ctx is not None:
-            ctx.close()
+            try:
+                ctx.close()
+            except KeyboardInterrupt:  # a second signal while closing: nothing is left to keep
+                code = Exit.INTERRUPTED
     sys.exit(int(code))
 
 
