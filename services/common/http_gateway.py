@@ -107,11 +107,11 @@ class Gateway:
         self.services_meta = ",".join(forwarders)
 
     # --- WSGI ---------------------------------------------------------------------------------
-    def __call__(self, environ, start_response):
-        verb = environ.get("REQUEST_METHOD", "GET").lower()
-        path = environ.get("PATH_INFO") or "/"
+    def __call__(self, wsgi, start_response):
+        verb = wsgi.get("REQUEST_METHOD", "GET").lower()
+        path = wsgi.get("PATH_INFO") or "/"
         if path.startswith("/v1/"):
-            return self.api(environ, start_response, verb, path)
+            return self.api(wsgi, start_response, verb, path)
         if verb not in ("get", "head"):
             return self.plain(start_response, 405, b"method not allowed\n",
                               [("Allow", "GET, HEAD")])
@@ -156,7 +156,7 @@ class Gateway:
         return [body]
 
     # --- the API ------------------------------------------------------------------------------
-    def api(self, environ, start_response, verb: str, path: str):
+    def api(self, wsgi, start_response, verb: str, path: str):
         started = time.perf_counter()
         route, values, other_verb = self.table.find(verb, path)
         if route is None:
@@ -171,18 +171,18 @@ class Gateway:
         forwarder = self.forwarders[route.service]
         response_class = self.response_classes[route.full_method]
         try:
-            timeout = parse_timeout(environ.get("HTTP_GRPC_TIMEOUT"))
-            body = self._body(environ) if route.body else b""
-            request = build_request(route, values, environ.get("QUERY_STRING", ""), body)
+            timeout = parse_timeout(wsgi.get("HTTP_GRPC_TIMEOUT"))
+            body = self._body(wsgi) if route.body else b""
+            request = build_request(route, values, wsgi.get("QUERY_STRING", ""), body)
         except VocregError as exc:
             self._record(route.full_method, exc.status, started, None)
             return self._json(start_response, HTTP_STATUS[exc.status],
                               error_body(exc.status, exc.message, exc.details(), route.service))
         outcome = forwarder.invoke(
             route.rpc, request, response_class,
-            authorization=environ.get("HTTP_AUTHORIZATION"),
-            peer=environ.get("REMOTE_ADDR", "unknown"),
-            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"), time_remaining=timeout)
+            authorization=wsgi.get("HTTP_AUTHORIZATION"),
+            peer=wsgi.get("REMOTE_ADDR", "unknown"),
+            forwarded_for=wsgi.get("HTTP_X_FORWARDED_FOR"), time_remaining=timeout)
         self._record(route.full_method, outcome.code, started, outcome)
         if outcome.code != grpc.StatusCode.OK:
             headers = []
@@ -195,18 +195,18 @@ class Gateway:
         payload = json_format.MessageToDict(outcome.response, preserving_proto_field_name=True)
         return self._json(start_response, 200, json.dumps(payload, ensure_ascii=False).encode())
 
-    def _body(self, environ) -> bytes:
-        content_type = (environ.get("CONTENT_TYPE") or "application/json").split(";")[0]
+    def _body(self, wsgi) -> bytes:
+        content_type = (wsgi.get("CONTENT_TYPE") or "application/json").split(";")[0]
         if content_type.strip().lower() not in ("application/json", ""):
             raise InvalidArgument("body: send application/json", reason="MALFORMED_REQUEST")
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
+            length = int(wsgi.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = -1
         if length < 0 or length > self.max_body_bytes:
             raise InvalidArgument(f"body: at most {self.max_body_bytes} bytes",
                                   reason="REQUEST_TOO_LARGE")
-        return environ["wsgi.input"].read(length) if length else b""
+        return wsgi["wsgi.input"].read(length) if length else b""
 
     def _json(self, start_response, status: int, body: bytes, headers=()):
         start_response(f"{status} {REASONS.get(status, '')}",
