@@ -45,6 +45,7 @@ class MerkleTree:
     def __init__(self):
         self._levels: list[list[bytes]] = [[]]
         self._ranges: dict[tuple[int, int], bytes] = {}
+        self._split_cache: tuple[int, list] | None = None
 
     @property
     def size(self) -> int:
@@ -105,21 +106,37 @@ class MerkleTree:
         if not 0 <= index < size:
             raise ValueError(f"leaf {index} is not in a tree of {size}")
         upper = []  # siblings met while the range is not a complete subtree, root first
-        start, end = 0, size
-        n = size
-        while n & (n - 1):
-            k = _split(n)
-            if index < start + k:
-                upper.append(self._range(start + k, end))
-                end = start + k
-            else:
-                upper.append(self._range(start, start + k))
-                start += k
-            n = end - start
+        start = end = 0
+        for start, middle, end, left, right in self._splits(size):
+            if index < middle:
+                upper.append(right)
+                end = middle
+                break
+            upper.append(left)
+            start = middle
+        else:
+            end = size
         levels = self._levels
-        path = [levels[j][(index >> j) ^ 1] for j in range(n.bit_length() - 1)]
+        path = [levels[j][(index >> j) ^ 1] for j in range((end - start).bit_length() - 1)]
         path.extend(reversed(upper))
         return path
+
+    def _splits(self, size: int) -> list[tuple]:
+        """Where RFC 6962 splits D[size] until what is left is a complete subtree: per split
+        (start, middle, end, MTH(D[start:middle]), MTH(D[middle:end])), kept for the last size
+        asked (proofs are asked against the same head, over and over)."""
+        cached = self._split_cache
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        splits = []
+        start, end = 0, size
+        while (end - start) & (end - start - 1):
+            middle = start + _split(end - start)
+            splits.append((start, middle, end, self._range(start, middle),
+                           self._range(middle, end)))
+            start = middle
+        self._split_cache = (size, splits)
+        return splits
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
         """PROOF(old, D[new]), RFC 6962 §2.1.2: that the tree of `old` leaves is a prefix of
