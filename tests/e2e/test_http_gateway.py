@@ -21,7 +21,7 @@ from tests.support import token
 
 pytestmark = pytest.mark.e2e
 
-SERVICES = ("filing", "certificates")
+SERVICES = ("filing", "certificates", "transparency")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def plat(tmp_path_factory):
     started.start()
     yield started
     codes = started.stop()
-    assert codes == {"edge": 0, "worker": 0, "worker-certificates": 0}, started.logs()
+    assert set(codes.values()) == {0}, f"unclean shutdown {codes}:\n{started.logs()}"
 
 
 def get(plat, path, role=None, headers=None, **kwargs):
@@ -146,8 +146,7 @@ def test_the_openapi_document_is_served_and_valid(plat):
 
 
 def test_anonymous_calls_of_a_public_rpc_are_limited_per_address(plat):
-    """ListQuotaUsage: 6 a minute, bursts of 3 (PUBLIC_RATE_LIMITS), over HTTP and gRPC (the
-    test's gRPC channel comes from ::1, its HTTP calls from 127.0.0.1: two addresses)."""
+    """ListQuotaUsage: 6 a minute, bursts of 3 (PUBLIC_RATE_LIMITS), over HTTP and gRPC."""
     anonymous = Filing(plat.channel)
     codes = [get(plat, "/v1/quotaUsage").status_code for _ in range(4)]
     assert codes[0] == 200 and codes[-1] == 429, codes  # other tests may have taken some
@@ -157,10 +156,15 @@ def test_anonymous_calls_of_a_public_rpc_are_limited_per_address(plat):
     body = refused.json()
     assert body["code"] == 8 and http_details(body)["ErrorInfo"]["reason"] == "RATE_LIMITED"
     assert http_details(body)["RetryInfo"]["retryDelay"].endswith("s")
-    for _ in range(3):
-        anonymous.ListQuotaUsage({})
-    status = grpc_status(anonymous.ListQuotaUsage, {})
-    assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    # Over gRPC too (the channel may come from ::1, a bucket of its own, or 127.0.0.1).
+    status = None
+    for _ in range(5):
+        try:
+            anonymous.ListQuotaUsage({})
+        except grpc.RpcError as exc:
+            status = rpc_status.from_call(exc)
+            break
+    assert status is not None and status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert details_of(status)["RetryInfo"].retry_delay.ToNanoseconds() > 0
     # A caller with a token is known: not limited per address.
     assert get(plat, "/v1/quotaUsage", role="regulator").ok
@@ -176,6 +180,6 @@ def test_anonymous_calls_of_a_public_rpc_are_limited_per_address(plat):
 def test_the_page_and_health_are_served(plat):
     page = get(plat, "/")
     assert page.ok and page.headers["Content-Type"].startswith("text/html")
-    assert 'content="filing,certificates"' in page.text
+    assert 'content="filing,certificates,transparency"' in page.text
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert get(plat, "/healthz").text == "ok\n"
