@@ -214,6 +214,13 @@ class OutOfRange(VocregError):
     default_reason = "OUT_OF_RANGE"
 
 
+class ResourceExhausted(VocregError):
+    """The caller used up an allowance (e.g. complaints per hour): retry later."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
 class Unavailable(VocregError):
     """A service this one depends on did not answer in time: the caller may retry later."""
 
@@ -230,7 +237,7 @@ class DeadlineExceeded(VocregError):
 
 DELIBERATE_ERRORS = (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition,
                      PermissionDenied, Unauthenticated, Conflict, OutOfRange, Unavailable,
-                     DeadlineExceeded)
+                     DeadlineExceeded, ResourceExhausted)
 
 GRPC_STATUS_BY_EXC_TYPE = {cls.__name__: cls.status for cls in DELIBERATE_ERRORS}
 GRPC_STATUS_BY_EXC_TYPE.update({
