@@ -20,7 +20,7 @@ from services.common.errors import (
     ResourceExhausted,
 )
 from services.common.identifiers import uscc_problem
-from services.common.vocabulary import check_client_id, normalize_id, parse_date
+from services.common.vocabulary import check_client_id, drop_empty, normalize_id, parse_date
 from services.common.workdays import today_in_shanghai
 from services.inspection.domain import draw as drawing
 from services.inspection.domain import rules
@@ -851,9 +851,10 @@ def decide(cmd, uow, clock, settings):
     effects = rules.decision_effects(tier, case.subject_kind)
     decision_id = uow.new_id()
     reason = selection.get("reason") or _reason_of(case.findings)
-    certificates = {"certificate_numbers": numbers, "exam_session_id": session,
-                    "reason": reason, "withdraw_data": bool(selection.get("withdraw_data")),
-                    "recover_subsidies": bool(selection.get("recover_subsidies"))} \
+    certificates = drop_empty({
+        "certificate_numbers": numbers, "exam_session_id": session, "reason": reason,
+        "withdraw_data": bool(selection.get("withdraw_data")),
+        "recover_subsidies": bool(selection.get("recover_subsidies"))}) \
         if (numbers or session) else {}
     rectification_on = ""
     if tier == rules.TIER_3:
