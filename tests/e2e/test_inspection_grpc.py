@@ -15,6 +15,7 @@ import grpc
 import pytest
 from vocreg.inspection.v1 import inspection_pb2, inspection_pb2_grpc
 
+from services.common.identifiers import id_check_character
 from services.common.workdays import SHANGHAI
 from tests.e2e.grpc_client import Certificates, Client, Filing, status_of
 from tests.platform import ROOT, Platform, eventually
@@ -60,6 +61,27 @@ def file_institution(plat, n: int) -> str:
                                           "evaluation": PASSED_EVALUATION})
     assert answer["application"]["state"] == "APPLICATION_STATE_FILED", answer
     return uscc(n)
+
+
+def holder(i: int) -> str:
+    first17 = f"41050219900307{i:03d}"
+    return first17 + id_check_character(first17)
+
+
+def issue(plat, n: int, session: str, assessed: str, count: int = 2) -> list[str]:
+    """Certificates of institution n for one exam session; their numbers."""
+    rows = [{"row_ref": f"t{i}", "holder_name": "张三丰", "holder_id_number": holder(i),
+             "occupation_code": "4-10-01-02", "occupation_name": "育婴员", "skill_level": 4}
+            for i in range(count)]
+    answer = Certificates(plat.channel, "institution", n).IssueCertificates(
+        {"exam_session_id": session, "assessment_date": assessed, "rows": rows})
+    assert answer["issued_count"] == count, answer
+    return [r["certificate_number"] for r in answer["results"]]
+
+
+def certificate(plat, number: str) -> dict:
+    return Certificates(plat.channel, "regulator").GetCertificate(
+        {"certificate_number": number})["certificate"]
 
 
 def filing_status(plat, n: int) -> str:
@@ -179,6 +201,13 @@ def test_a_warning_suspends_the_filing_until_the_rectification_is_accepted(plat)
     assert decided["decision"]["tier"] == TIER_3 and decided["decision"]["suspend_filing"]
     eventually(lambda: filing_status(plat, 1221) == "INSTITUTION_STATUS_SUSPENDED",
                what="filing suspended by the decision")
+    refused = eventually(lambda: status_of(
+        Certificates(plat.channel, "institution", 1221).IssueCertificates,
+        {"exam_session_id": "2026-10-A", "assessment_date": "2026-10-09", "rows": [
+            {"row_ref": "t", "holder_name": "张三丰", "holder_id_number": holder(1),
+             "occupation_code": "4-10-01-02", "skill_level": 4}]}),
+        what="certificates refusing a suspended institution")
+    assert refused[0] == Code.FAILED_PRECONDITION and "suspended" in refused[1]
     own = Inspection(plat.channel, "institution", 1221)
     own.SubmitRectification({"request_id": "rect-1", "case_id": case_id, "report": "已整改"})
     regulator.AcceptRectification({"case_id": case_id, "accept": True})
@@ -188,9 +217,12 @@ def test_a_warning_suspends_the_filing_until_the_rectification_is_accepted(plat)
     assert results["results"][0]["tier"] == TIER_3
 
 
-def test_a_termination_is_applied_by_filing_and_reversed_on_review(plat):
+def test_a_termination_voids_the_session_and_is_reversed_on_review_everywhere(plat):
     at(plat, 2026, 3, 2)
     file_institution(plat, 1231)
+    at(plat, 2026, 5, 20)
+    voided = issue(plat, 1231, "2026-05-A", "2026-05-18")
+    kept = issue(plat, 1231, "2026-05-B", "2026-05-19")
     inspectors = register_inspectors(plat, "T", 2)
     at(plat, 2026, 6, 1)
     case_id = open_case(plat, 1231, "term", inspectors, "ch.6 art.4(5)")
@@ -198,9 +230,19 @@ def test_a_termination_is_applied_by_filing_and_reversed_on_review(plat):
     own.StateCase({"request_id": "waive", "case_id": case_id, "statement": "无异议",
                    "waive": True})
     regulator = Inspection(plat.channel, "regulator")
-    regulator.Decide({"case_id": case_id, "summary": "终止备案"})
+    regulator.Decide({"case_id": case_id, "summary": "终止备案,证书作废",
+                      "certificates": {"exam_session_id": "2026-05-A"}})
     eventually(lambda: filing_status(plat, 1231) == "INSTITUTION_STATUS_TERMINATED",
                what="filing terminated")
+    ended = eventually(lambda: (c := certificate(plat, voided[0]))["status"] ==
+                       "CERTIFICATE_STATUS_INVALIDATED" and c, what="certificates voided")
+    decision_id = regulator.GetCase({"case_id": case_id})["case"]["decision"]["decision_id"]
+    assert ended["invalidation"]["reason"] == "INVALIDATION_REASON_FRAUD"
+    assert ended["invalidation"]["decision_ref"] == decision_id
+    assert certificate(plat, kept[0])["status"] == "CERTIFICATE_STATUS_VALID"
+    verified = Certificates(plat.channel).VerifyCertificate(
+        {"certificate_number": voided[1], "holder_name": "张三丰"})
+    assert verified["result"] == "VERIFICATION_RESULT_INVALIDATED"
     at(plat, 2026, 6, 24)  # 16 working days later (the Dragon Boat Festival on 19 June)
     code, _ = status_of(own.RequestReview, {"case_id": case_id, "grounds": "证据不足"})
     assert code == Code.FAILED_PRECONDITION
@@ -210,6 +252,12 @@ def test_a_termination_is_applied_by_filing_and_reversed_on_review(plat):
                             "reasons": "证据不足"})
     eventually(lambda: filing_status(plat, 1231) == "INSTITUTION_STATUS_ACTIVE",
                what="termination undone")
+    restored = eventually(lambda: (c := certificate(plat, voided[0]))["status"] ==
+                          "CERTIFICATE_STATUS_VALID" and c, what="certificates restored")
+    [entry] = restored["history"]
+    assert entry["event"] == "RESTORED" and entry["decision_ref"] == decision_id
+    assert entry["previous_status"] == "CERTIFICATE_STATUS_INVALIDATED"
+    assert "reversed on review" in entry["reason"] and "证据不足" in entry["reason"]
 
 
 # --- complaints, roles, bad input -------------------------------------------------------------------
@@ -268,4 +316,3 @@ def test_the_service_is_listed_by_reflection_with_every_rpc(plat):
             "FileComplaint", "ListCases", "GetCase", "RecordFinding", "NotifyIntendedDecision",
             "StateCase", "Decide", "RequestReview", "DecideReview", "SubmitRectification",
             "AcceptRectification"} <= methods
-    assert Certificates  # the certificates worker runs beside (tier-4 effects)
