@@ -340,21 +340,24 @@ def reveal_draw(cmd, uow, clock, settings):
     result = drawing.run(pool, seed_value, pause=_pause)
     round_kind = next((r["kind"] for r in plan.rounds if r["round"] == draw.round),
                       rules.KIND_DAILY)
-    names = {}
+    staffed = [e for e in result["drawn"] if not e["unstaffed"]]
+    case_ids = {e["institution_id"]: _derived_id("draw", draw_id, e["institution_id"])
+                for e in staffed}
+    opened = uow.repo.existing_case_ids(list(case_ids.values()))  # a retry's, from before
+    names = uow.repo.names([e["institution_id"] for e in staffed])
     drawn = []
     for n, entry in enumerate(result["drawn"], 1):
         entry = dict(entry)
-        if not entry["unstaffed"]:
-            entry["case_id"] = _derived_id("draw", draw_id, entry["institution_id"])
-            if uow.repo.case(entry["case_id"]) is None:  # a retry finds those opened before
-                view = names.get(entry["institution_id"]) or uow.repo.institution(
-                    entry["institution_id"])
-                _open_case(uow, clock, case_id=entry["case_id"], subject_kind=EVAL_ORG,
-                           subject_id=entry["institution_id"],
-                           subject_name=view.name if view else "", origin=rules.ORIGIN_DRAW,
-                           kind=round_kind, trigger_ids=[draw_id], actor=cmd.caller,
-                           plan_id=draw.plan_id, draw_id=draw_id,
-                           inspector_ids=entry["inspector_ids"])
+        case_id = case_ids.get(entry["institution_id"])
+        if case_id:
+            entry["case_id"] = case_id
+        if case_id and case_id not in opened:
+            _open_case(uow, clock, case_id=case_id, subject_kind=EVAL_ORG,
+                       subject_id=entry["institution_id"],
+                       subject_name=names.get(entry["institution_id"], ""),
+                       origin=rules.ORIGIN_DRAW, kind=round_kind, trigger_ids=[draw_id],
+                       actor=cmd.caller, plan_id=draw.plan_id, draw_id=draw_id,
+                       inspector_ids=entry["inspector_ids"])
         drawn.append(entry)
         if n % 200 == 0:
             _pause()

@@ -48,6 +48,15 @@ class InspectionRepository(Repository):
     def read_plan(self, plan_id: str) -> InspectionPlan | None:
         return InspectionPlan.objects(pk=plan_id).first()
 
+    def existing_case_ids(self, case_ids: list[str]) -> set[str]:
+        return {doc["_id"] for doc in InspectionCase._get_collection().find(
+            {"_id": {"$in": list(case_ids)}}, {"_id": 1})}
+
+    def names(self, institution_ids: list[str]) -> dict[str, str]:
+        return {doc["_id"]: doc.get("name") or "" for doc in
+                InspectedInstitution._get_collection().find(
+                    {"_id": {"$in": list(institution_ids)}}, {"name": 1})}
+
     def open_special_case(self, subject_kind: str, subject_id: str, origins) -> InspectionCase | None:
         """The subject's open non-random case (complaint or anomaly) that has not reached a
         decision: a new trigger joins it rather than opening another."""

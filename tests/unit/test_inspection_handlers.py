@@ -64,6 +64,12 @@ class FakeInspectionRepository(FakeRepository, InspectionRepository):
     def read_inspector(self, inspector_id):
         return self.get(InspectorRecord, inspector_id)
 
+    def existing_case_ids(self, case_ids):
+        return {c for c in case_ids if self.get(InspectionCase, c) is not None}
+
+    def names(self, institution_ids):
+        return {i: self.views.get(i, {}).get("name", "") for i in institution_ids}
+
     def open_special_case(self, subject_kind, subject_id, origins):
         found = sorted((c for c in self.all(InspectionCase)
                         if c.subject_kind == subject_kind and c.subject_id == subject_id

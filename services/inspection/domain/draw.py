@@ -32,6 +32,7 @@ costs a system call).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import time
 import unicodedata
@@ -138,11 +139,13 @@ class Ring:
         return team
 
 
-def run(pool: dict, seed_value: str, recusals=(), pause=time.sleep) -> dict:
+def run(pool: dict, seed_value: str, recusals=(), pause=time.sleep,
+        committed: str | None = None) -> dict:
     """The draw's result from its pool, the revealed seed and the recusals made since
     ([institution, inspector] pairs): {"canonical_seed", "drawn": [{institution_id, stratum,
-    ticket, top_up, inspector_ids, unstaffed}] in ticket order}."""
-    committed = pool_hash(pool)
+    ticket, top_up, inspector_ids, unstaffed}] in ticket order}. `committed`: the pool's hash
+    when the caller has just computed it."""
+    committed = committed or pool_hash(pool)
     seed_hex = canonical_seed(committed, seed_value)
     seed = bytes.fromhex(seed_hex)
     chosen: list[tuple[bytes, str, str, bool]] = []
@@ -157,8 +160,7 @@ def run(pool: dict, seed_value: str, recusals=(), pause=time.sleep) -> dict:
         rest += [(t, i, name) for t, i in tickets[take:]]
     missing = pool["minimum_count"] - len(chosen)
     if missing > 0:
-        rest.sort()
-        chosen += [(t, i, name, True) for t, i, name in rest[:missing]]
+        chosen += [(t, i, name, True) for t, i, name in heapq.nsmallest(missing, rest)]
     chosen.sort()
     ring = Ring(seed, pool["inspectors"], pause)
     conflicts = conflict_map(pool)
@@ -217,7 +219,7 @@ def verify(published: dict, pause=time.sleep) -> list[str]:
     if published.get("seed_value") is None:
         return problems + ["the draw is not revealed yet: only its commitment can be checked"]
     recusals = [(r["institution_id"], r["inspector_id"]) for r in published.get("recusals") or ()]
-    rerun = run(pool, published["seed_value"], recusals, pause)
+    rerun = run(pool, published["seed_value"], recusals, pause, committed=actual)
     result = published.get("result") or {}
     if rerun["canonical_seed"] != result.get("canonical_seed"):
         problems.append("the canonical seed differs from the published one")
