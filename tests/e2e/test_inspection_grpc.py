@@ -272,6 +272,43 @@ def test_an_anonymous_complaint_opens_a_special_case_without_personal_data(plat)
     assert "13812345678" not in json.dumps(case, ensure_ascii=False)
 
 
+def test_a_special_action_case_ends_in_outcomes_with_amounts_listed_by_outcome(plat):
+    at(plat, 2026, 8, 3)
+    regulator = Inspection(plat.channel, "regulator")
+    subject = {"subject_kind": "SUBJECT_KIND_TRAINING_INSTITUTION", "subject_id": uscc(1290),
+               "subject_name": "安阳某职业培训学校"}
+    case_id = regulator.OpenCase({"request_id": "special-1", **subject,
+                                  "kind": "INSPECTION_KIND_SPECIAL",
+                                  "origin": "CASE_ORIGIN_COMPLAINT", "trigger_ids": ["审计线索-7"],
+                                  "inspector_ids": register_inspectors(plat, "S", 2)})[
+        "case"]["case_id"]
+    code, message = status_of(regulator.RecordFinding, {
+        "request_id": "sf-0", "case_id": case_id, "article": "ch.6 art.3(3)", "summary": "s"})
+    assert code == Code.INVALID_ARGUMENT and "002" in message
+    regulator.RecordFinding({"request_id": "sf-1", "case_id": case_id,
+                             "article": "002 §二(三)1", "summary": "编造上课记录骗取培训补贴"})
+    regulator.CompleteInspection({"case_id": case_id})
+    regulator.NotifyIntendedDecision({"case_id": case_id, "facts": "f", "reasons": "r",
+                                      "delivery": "DELIVERY_PUBLIC_NOTICE"})
+    at(plat, 2026, 8, 20)
+    assert status_of(regulator.Decide, {"case_id": case_id, "summary": "x"})[0] == \
+        Code.INVALID_ARGUMENT  # no tier of ch.6 applies: the outcomes are required
+    decided = regulator.Decide({"case_id": case_id, "summary": "追回补贴,移出目录,罚款,移送司法",
+                                "outcomes": [
+        {"outcome": "CASE_OUTCOME_SUBSIDY_RECOVERED", "amount_fen": "12345600"},
+        {"outcome": "CASE_OUTCOME_CATALOGUE_REMOVED"},
+        {"outcome": "CASE_OUTCOME_ADMINISTRATIVE_PENALTY", "amount_fen": "5000000"},
+        {"outcome": "CASE_OUTCOME_TRANSFERRED_TO_JUDICIAL", "authority": "安阳市公安局"},
+        {"outcome": "CASE_OUTCOME_CASE_NOTICE_PUBLISHED"}]})["case"]
+    assert decided["outcomes"][0]["amount_fen"] == "12345600"
+    listed = regulator.ListCases({"subject_kind": "SUBJECT_KIND_TRAINING_INSTITUTION",
+                                  "outcome": "CASE_OUTCOME_SUBSIDY_RECOVERED"})["cases"]
+    assert [c["case_id"] for c in listed] == [case_id]
+    assert regulator.ListCases({"outcome": "CASE_OUTCOME_TRANSFERRED_TO_DISCIPLINE",
+                                "subject_kind": "SUBJECT_KIND_TRAINING_INSTITUTION"}).get(
+        "cases", []) == []
+
+
 @pytest.mark.parametrize("role, method, request_, code", [
     ("institution", "CreatePlan", {"request_id": "r"}, Code.PERMISSION_DENIED),
     (None, "Decide", {"case_id": "x"}, Code.UNAUTHENTICATED),
