@@ -223,8 +223,7 @@ def commit_draw(cmd, uow, clock, settings):
         raise FailedPrecondition("this seed source was named by an earlier draw of the plan: "
                                  "every draw needs a fresh seed", reason="SEED_SOURCE_REUSED",
                                  subject=f"plan/{plan_id}")
-    pending = [d for d in earlier
-               if (uow.repo.read_draw(d["draw_id"]) or InspectionDraw(state=REVEALED)).state
+    pending = [d for d in earlier if getattr(uow.repo.read_draw(d["draw_id"]), "state", "")
                == COMMITTED]
     if pending:
         raise FailedPrecondition(f"draw {pending[0]['draw_id']} of this round is not revealed "
@@ -362,7 +361,7 @@ def reveal_draw(cmd, uow, clock, settings):
         if n % 200 == 0:
             _pause()
     draw.state, draw.seed_value, draw.revealed_on = REVEALED, seed_value, today.isoformat()
-    draw.canonical_seed, draw.drawn = result["canonical_seed"], drawn
+    draw.canonical_seed, draw.drawn, draw.drawn_count = result["canonical_seed"], drawn, len(drawn)
     uow.emit(draw, "DrawRevealed", {"draw_id": draw_id, "seed": seed_value,
                                     "institution_ids": [d["institution_id"] for d in drawn]},
              cmd.caller)

@@ -74,6 +74,7 @@ class InspectionDraw(Aggregate):
     excluded_institutions = me.ListField(me.ListField())
     excluded_inspectors = me.ListField(me.ListField())
     drawn = me.ListField(me.DictField())
+    drawn_count = me.IntField(default=0)
     recusals = me.ListField(me.DictField())
 
 

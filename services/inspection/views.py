@@ -40,7 +40,7 @@ def draw_summary_view(draw) -> dict:
         "seed_available_on": draw.seed_available_on, "committed_on": draw.committed_on,
         "seed_value": draw.seed_value, "revealed_on": draw.revealed_on,
         "supplementary": draw.supplementary, "pool_institutions": draw.pool_institutions,
-        "pool_inspectors": draw.pool_inspectors, "drawn_count": len(draw.drawn or [])})
+        "pool_inspectors": draw.pool_inspectors, "drawn_count": draw.drawn_count})
 
 
 def drawn_view(entry: dict) -> dict:

@@ -154,6 +154,8 @@ def test_a_draw_is_committed_revealed_verified_by_the_standalone_script_and_recu
     assert code == Code.FAILED_PRECONDITION
     assert status_of(regulator.RevealDraw, {"draw_id": "no-such-draw",
                                              "seed_value": "1"})[0] == Code.NOT_FOUND
+    [listed] = public.ListDraws({"plan_id": plan_id})["draws"]
+    assert listed["drawn_count"] == len(revealed["drawn"]) and listed["seed_value"] == "5 2 8"
     verified = public.VerifyDraw({"draw_id": draw_id})
     assert verified["verified"] and verified["pool_matches"] and verified["result_matches"]
 

@@ -192,3 +192,41 @@ def test_others_facts_open_special_cases_once(inspection, rpc_as, clock):
     assert found[uscc(23)]["origin"] == "CASE_ORIGIN_MONITORING_ANOMALY"
     assert found["platform-9"]["subject_kind"] == "SUBJECT_KIND_ONLINE_PLATFORM"
     assert all(c["kind"] == "INSPECTION_KIND_SPECIAL" for c in found.values())
+
+
+def test_the_sweep_escalation_and_lists_on_the_database(inspection, rpc_as, clock):
+    """The queries the fake unit of work stands in for, on the real database: the sweep's
+    clocks, the accepted warnings behind an escalation, the outcome filter, the draw list."""
+    from nameko.testing.services import entrypoint_hook
+
+    clock.set(2025, 9, 15)
+    team = inspectors(rpc_as, 4)
+    _, warning = decided_case(rpc_as, 31, "ch.6 art.3(3)", team[:2],
+                              rectification_due="2025-09-30")
+    insp = rpc_as(token("regulator")).inspection
+    case_id = insp.ListCases({"institution_id": uscc(31)})["cases"][0]["case_id"]
+    clock.set(2025, 10, 9)  # the deadline passed without a report
+    with entrypoint_hook(inspection, "sweep") as sweep:
+        assert sweep() == {"awaiting_decision": 0, "final": 0, "overdue": 1}
+        assert sweep()["overdue"] == 0
+    case = insp.GetCase({"case_id": case_id})["case"]
+    follow = insp.GetCase({"case_id": case["rectification"]["overdue_case_id"]})["case"]
+    assert [f["article"] for f in follow["findings"]] == ["ch.6 art.3(5)"]
+    assert follow["trigger_ids"] == [warning]
+    # a warning whose rectification was accepted makes the next tier-3 act propose tier 4
+    clock.set(2025, 10, 10)
+    _, second = decided_case(rpc_as, 32, "ch.6 art.3(8)", team[:2])
+    second_case = insp.ListCases({"institution_id": uscc(32)})["cases"][0]["case_id"]
+    rpc_as(token("institution", 32)).inspection.SubmitRectification(
+        {"request_id": "r32", "case_id": second_case, "report": "已变更备案"})
+    insp.AcceptRectification({"case_id": second_case, "accept": True})
+    again = insp.OpenCase({
+        "request_id": "again-32", "subject_kind": "SUBJECT_KIND_EVALUATION_ORGANISATION",
+        "subject_id": uscc(32), "kind": "INSPECTION_KIND_DAILY", "origin": "CASE_ORIGIN_PLAN",
+        "inspector_ids": team[2:]})["case"]["case_id"]
+    finding = insp.RecordFinding({"request_id": "again-f", "case_id": again,
+                                  "article": "ch.6 art.3(2)", "summary": "异地评价"})["finding"]
+    assert finding["tier"] == "SANCTION_TIER_TERMINATION"
+    assert finding["escalated_after_decision"] == second
+    assert insp.ListCases({"state": "CASE_STATE_OPEN", "institution_id": uscc(32)})[
+        "cases"][0]["case_id"] == again
