@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import uuid
 
-import eventlet
 import pytest
 from nameko.standalone.events import event_dispatcher
 
 from services.certificates import domain as certificates_domain
+from tests.integration.test_filing_decisions_and_quotas import wait_for
 from tests.integration.test_filing_lifecycle import file_institution
 from tests.support import token, uscc
 
@@ -35,17 +35,6 @@ def inspection(start_service):
 def certificates(start_service, filing):
     from services.certificates.service import CertificateRegistryService
     return start_service(CertificateRegistryService)
-
-
-def wait_for(probe, what: str, timeout: float = 15.0):
-    deadline = eventlet.hubs.get_hub().clock() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if eventlet.hubs.get_hub().clock() > deadline:
-            raise AssertionError(f"{what} not reached (last: {value!r})")
-        eventlet.sleep(0.05)
 
 
 def inspectors(rpc_as, n=4):
