@@ -134,15 +134,14 @@ def test_a_draw_is_committed_revealed_verified_by_the_standalone_script_and_recu
     plan_id = create_plan(plat, "plan-draw")
     at(plat, 2026, 7, 1)
 
-    def commit():
-        try:
-            return regulator.CommitDraw({
-                "request_id": "draw-1", "plan_id": plan_id, "round": 2,
-                "seed_source": "福彩3D 2026年第180期开奖号码", "seed_available_on": "2026-07-01"})
-        except grpc.RpcError:
-            return None
-    committed = eventually(lambda: (c := commit()) and c["draw"]["summary"][
-        "pool_institutions"] >= 10 and c, what="filed institutions known to inspection")
+    filed = [uscc(n) for n in range(1201, 1211)]
+    eventually(lambda: plat.db("inspection").institutions.count_documents(
+        {"_id": {"$in": filed}, "status": "INSTITUTION_STATUS_ACTIVE"}) == 10,
+        what="the filings known to inspection (filing's events)")
+    committed = regulator.CommitDraw({
+        "request_id": "draw-1", "plan_id": plan_id, "round": 2,
+        "seed_source": "福彩3D 2026年第180期开奖号码", "seed_available_on": "2026-07-01"})
+    assert committed["draw"]["summary"]["pool_institutions"] >= 10
     draw_id = committed["draw"]["summary"]["draw_id"]
     public = Inspection(plat.channel)
     assert public.GetDraw({"draw_id": draw_id})["draw"]["summary"]["state"] == \
