@@ -83,7 +83,8 @@ def run_checks(uow, reuse_index, settings, course_id: str, provider_id: str, bod
         findings.append(checks.finding(checks.COPYRIGHT_HOLDER, checks.ERROR, problem,
                                        ["copyright"], conflict_id=conflict["conflict_id"]))
     findings += _resource_findings(uow, settings, course_id, provider_id, body, conflicts, today)
-    flagged = {f.get("related_course_id") for f in findings}
+    # A course caught as resubmitted or repackaged is not reported as reused besides.
+    flagged = {f.get("related_course_id") for f in findings if f["rule"] == checks.REPACKAGED}
     for other in uow.repo.courses_by_hash(content.content_hash(body)):
         if other["_id"] == course_id or other["_id"] in flagged:
             continue
@@ -293,7 +294,7 @@ def list_courses(cmd, uow, clock, settings):
     state = request.get("state") or None
     if state is not None and state not in lifecycle.COURSE_STATES:
         errors.append("state: not a course state")
-    provider_id = (request.get("provider_id") or "").strip().upper() or None
+    provider_id = (request.get("provider_id") or "").strip() or None
     try:
         page = paging.page(cmd, clock.now())
     except InvalidArgument as exc:
@@ -306,7 +307,7 @@ def list_courses(cmd, uow, clock, settings):
             filters["state"] = state
         if provider_id:
             filters["provider_id"] = provider_id
-    elif caller.role == "provider" and (provider_id in (None, caller.party_id.upper())):
+    elif caller.role == "provider" and provider_id in (None, caller.party_id):
         filters["provider_id"] = caller.party_id
         if state:
             filters["state"] = state
@@ -371,7 +372,7 @@ def resolve_copyright_conflict(cmd, uow, clock, settings):
 
 # --- providers -----------------------------------------------------------------------------------
 def _provider_id(value, errors) -> str:
-    text = (value or "").strip().upper() if isinstance(value, str) else ""
+    text = value.strip() if isinstance(value, str) else ""
     if not text:
         errors.append("provider_id: required")
     elif len(text) > 64:

@@ -26,8 +26,7 @@ class CoursesSettings:
     too_easy_min_attempts: int = 1
 
 
-def _share(config: dict, key: str, default: float) -> float:
-    raw = setting(config, key)
+def _share(key: str, raw, default: float) -> float:
     if raw in (None, ""):
         return default
     try:
@@ -41,8 +40,12 @@ def _share(config: dict, key: str, default: float) -> float:
 
 def load_settings(config: dict) -> CoursesSettings:
     return CoursesSettings(
-        reuse_threshold=_share(config, "COURSES_REUSE_THRESHOLD", DEFAULT_REUSE_THRESHOLD),
-        repackage_share=_share(config, "COURSES_REPACKAGE_SHARE", DEFAULT_REPACKAGE_SHARE),
+        reuse_threshold=_share("COURSES_REUSE_THRESHOLD",
+                               setting(config, "COURSES_REUSE_THRESHOLD"),
+                               DEFAULT_REUSE_THRESHOLD),
+        repackage_share=_share("COURSES_REPACKAGE_SHARE",
+                               setting(config, "COURSES_REPACKAGE_SHARE"),
+                               DEFAULT_REPACKAGE_SHARE),
         prior_weight=setting_int(config, "COURSES_RATING_PRIOR_WEIGHT",
                                  learning.DEFAULT_PRIOR_WEIGHT, minimum=0),
         too_easy_min_attempts=setting_int(config, "COURSES_TOO_EASY_MIN_ATTEMPTS", 1, minimum=1))

@@ -185,7 +185,7 @@ def copyright_holder_problem(provider_id: str, copyright_: dict) -> str | None:
     """二(一)3(1): the rights holder differs from the provider without a licence or an
     assignment."""
     holder = copyright_.get("rights_holder_id") or ""
-    if not holder or holder == provider_id.upper():
+    if not holder or holder == provider_id:
         return None
     if any(p["kind"] in PROOF_OF_USE for p in copyright_.get("proof_documents", [])):
         return None

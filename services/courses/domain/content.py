@@ -130,7 +130,7 @@ def parse_content(course, errors: list, path: str = "course") -> dict:
 
 
 def _parse_copyright(data: dict, path: str, errors: list) -> dict:
-    holder = _text(data.get("rights_holder_id")).upper()
+    holder = _text(data.get("rights_holder_id"))
     if not holder:
         errors.append(f"{path}.rights_holder_id: required")
     proofs = []
