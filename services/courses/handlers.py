@@ -10,6 +10,7 @@ from prometheus_client import Counter, Histogram
 from services.common import paging
 from services.common.auth import require_own_party
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.vocabulary import parse_date
 from services.common.workdays import today_in_shanghai
 from services.courses.domain import checks, content, learning, lifecycle, reuse
 from services.courses.models import (
@@ -27,6 +28,7 @@ from services.courses.views import (
     employer_view,
     learning_view,
     provider_view,
+    prune,
     score_view,
     summary_view,
 )
@@ -645,8 +647,6 @@ def accept_employer_rectification(cmd, uow, clock, settings):
     today = today_in_shanghai(clock.now())
     errors: list[str] = []
     employer_id = lifecycle.check_id(request.get("employer_id"), "employer_id", errors)
-    from services.common.vocabulary import parse_date
-
     interviewed = parse_date(request.get("interviewed_on"), "interviewed_on", errors)
     if interviewed is not None and interviewed > today:
         errors.append(f"interviewed_on: {interviewed} is in the future")
@@ -697,8 +697,6 @@ def get_item_statistics(cmd, uow, clock, settings):
                       "responses": sums.get("n", 0), "correct": sums.get("x", 0),
                       "facility": round(learning.facility(sums), 4),
                       "discrimination": round(learning.discrimination(sums), 4)})
-    from services.courses.views import prune
-
     return prune({"course_id": course_id, "first_attempts": firsts,
                   "first_attempts_passed": passed,
                   "first_attempt_pass_rate": round(learning.pass_rate(firsts, passed), 4),
@@ -744,12 +742,18 @@ def _prior(rows: list[dict]) -> tuple[float, list[dict]]:
 
 
 def list_top_courses(cmd, uow, clock, settings):
-    limit = learning.top_limit(cmd.request.get("limit"))
+    """The ranking, computed from every rated course's sums (one small document per course),
+    paged by rank: a page token continues after the last rank it showed."""
+    page = paging.page(cmd, clock.now())
+    after = page.after if isinstance(page.after, int) and page.after >= 0 else 0
     prior_mean, rated = _prior(uow.repo.scores())
     weight = settings.prior_weight
     listed = [r for r in rated if r.get("listed")]
     listed.sort(key=lambda r: (-learning.shrunk(prior_mean, weight, r["total"], r["count"]),
                                -r["count"], r["course_id"]))
+    shown = listed[after:after + page.size]
+    last = after + len(shown) if after + len(shown) < len(listed) else None
     return {"courses": [score_view(r, prior_mean, weight, rank) for rank, r in
-                        enumerate(listed[:limit], start=1)],
-            "prior_mean": round(prior_mean, 4), "prior_weight": weight}
+                        enumerate(shown, start=after + 1)],
+            "prior_mean": round(prior_mean, 4), "prior_weight": weight,
+            "page": page.response(last)}

@@ -3,7 +3,6 @@ out as proto3 would."""
 from __future__ import annotations
 
 from services.courses.domain import checks, learning
-from services.courses.repository import question_of  # noqa: F401 (re-exported for handlers)
 
 
 def prune(value):

@@ -184,8 +184,8 @@ def test_bad_input_is_answered_precisely_and_nothing_is_stored(plat):
     code, _ = status_of(regulator(plat).ConfirmCheating, {"case_id": "nope", "confirmed": True,
                                                           "note": "x"})
     assert code == Code.NOT_FOUND
-    code, details = status_of(Courses(plat.channel).ListTopCourses, {"limit": 500})
-    assert code == Code.INVALID_ARGUMENT and "limit" in details
+    code, details = status_of(Courses(plat.channel).ListTopCourses, {"page": {"page_size": 500}})
+    assert code == Code.INVALID_ARGUMENT and "page.page_size" in details
     code, _ = status_of(provider(plat, "PROV-E2E-9").GetProvider, {"provider_id": pid})
     assert code == Code.PERMISSION_DENIED
     assert stored(plat, "providers", _id=pid) == 0

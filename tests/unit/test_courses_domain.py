@@ -296,9 +296,6 @@ def test_stars_and_limits_are_checked():
         learning.check_stars(6)
     with pytest.raises(InvalidArgument):
         learning.check_stars(0)
-    assert learning.top_limit(0) == 10
-    with pytest.raises(InvalidArgument):
-        learning.top_limit(101)
 
 
 def test_review_needs_reasons_to_reject_and_a_submitted_course():

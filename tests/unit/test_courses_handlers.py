@@ -522,3 +522,10 @@ def test_top_courses_rank_by_the_shrunk_score_with_mean_count_and_interval(uow, 
     assert best["rank"] == 1 and best["ratings"] == 12 and best["mean"] == 4.25
     assert best["interval_low"] < best["mean"] < best["interval_high"]
     assert top["courses"][1]["mean"] == 5 and top["courses"][1]["score"] < 5
+    first = run(handlers.list_top_courses, uow, clock, SETTINGS, {"page": {"page_size": 2}},
+                caller("regulator"))
+    assert [c["rank"] for c in first["courses"]] == [1, 2]
+    rest = run(handlers.list_top_courses, uow, clock, SETTINGS, {"page": {
+        "page_size": 2, "page_token": first["page"]["next_page_token"]}}, caller("regulator"))
+    assert [c["course_id"] for c in rest["courses"]] == [poor] and rest["courses"][0]["rank"] == 3
+    assert not rest["page"].get("next_page_token")

@@ -35,8 +35,6 @@ TOO_EASY_PASS_PERCENT = 80
 MIN_STARS, MAX_STARS = 1, 5
 INTERVAL_LEVEL = 0.90
 DEFAULT_PRIOR_WEIGHT = 5
-DEFAULT_TOP = 10
-MAX_TOP = 100
 
 
 def _ref(value, path: str, errors: list) -> str:
@@ -167,15 +165,6 @@ def too_easy(first_attempts: int, passed: int, minimum: int) -> bool:
 def check_stars(value) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not MIN_STARS <= value <= MAX_STARS:
         raise InvalidArgument(f"stars: required, {MIN_STARS}-{MAX_STARS}")
-    return value
-
-
-def top_limit(value) -> int:
-    value = value or 0
-    if value == 0:
-        return DEFAULT_TOP
-    if not isinstance(value, int) or not 1 <= value <= MAX_TOP:
-        raise InvalidArgument(f"limit: 1-{MAX_TOP} (0 for {DEFAULT_TOP})")
     return value
 
 
