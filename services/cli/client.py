@@ -113,6 +113,23 @@ def answer_dict(message) -> dict:
                                      always_print_fields_with_no_presence=True)
 
 
+class _Stop:
+    """A signal (Ctrl-C, SIGTERM) that arrives while a call is under way only sets `requested`:
+    the call's wait loop sees it, cancels the call and raises KeyboardInterrupt there. Raised
+    inside grpcio's own code instead, it could leave the channel unable to close (reproduced:
+    `channel.close()` then waited for ever)."""
+
+    requested = False
+    waiting = 0
+
+
+def on_signal(signum, frame) -> None:
+    if _Stop.waiting and not _Stop.requested:
+        _Stop.requested = True
+        return
+    raise KeyboardInterrupt  # outside a call, or a second signal: at once
+
+
 class Api:
     """One channel per edge address, opened on first use."""
 
@@ -170,19 +187,25 @@ class Api:
     def call(self, service: str, method: str, request: dict | None = None,
              timeout: float | None = None) -> dict:
         """The answer as a dict (proto field names). Waits in short slices so that Ctrl-C
-        stops it at once (the call is then cancelled)."""
-        future, address = self.future(service, method, request or {}, timeout)
+        stops it within a quarter of a second (the call is then cancelled)."""
+        _Stop.waiting += 1
         try:
-            while True:
+            if _Stop.requested:
+                raise KeyboardInterrupt
+            future, address = self.future(service, method, request or {}, timeout)
+            while not _Stop.requested:
                 try:
                     return answer_dict(future.result(timeout=0.25))
                 except grpc.FutureTimeoutError:
                     continue
-        except grpc.RpcError as exc:
-            raise refusal(exc, service, address) from None
-        except BaseException:
+                except grpc.RpcError as exc:
+                    if _Stop.requested:
+                        break
+                    raise refusal(exc, service, address) from None
             future.cancel()
-            raise
+            raise KeyboardInterrupt
+        finally:
+            _Stop.waiting -= 1
 
     def pages(self, service: str, method: str, request: dict, items: str, limit: int):
         """Every item of a List RPC across its pages (at most `limit`; 0: all)."""

@@ -1,7 +1,7 @@
 """`vocreg`: parse, resolve the configuration, run one command, exit with its code.
 
-SIGTERM is handled as Ctrl-C: a command stops where it is (an upload keeps its state as of its
-last finished batch) and exits 130.
+SIGTERM is handled as Ctrl-C: a command stops where it is (a call under way is cancelled; an
+upload keeps its state as of its last finished batch) and exits 130.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from functools import cached_property
 from rich.console import Console
 
 from services.cli import commands, config
-from services.cli.client import Api
+from services.cli.client import Api, on_signal
 from services.cli.commands import bi, bilingual, connection_options
 from services.cli.exits import CliError, Exit, table_text
 from services.cli.output import console_for
@@ -73,12 +73,9 @@ def report(error: CliError, console: Console) -> None:
         console.print(prefix + line, markup=False)
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     ctx = None
     code = Exit.ERROR
     console = Console(file=sys.stderr, highlight=False)
@@ -112,10 +109,12 @@ def main(argv=None) -> None:
             console.print("  (--debug shows where)", markup=False)
         code = Exit.ERROR
     finally:
-        if ctx is not None:
+        # Interrupted, the channels are left to the process's exit: grpcio's close can wait
+        # for ever on a call that a signal cut short outside the wait loop (doctor's probes).
+        if ctx is not None and code != Exit.INTERRUPTED:
             try:
                 ctx.close()
-            except KeyboardInterrupt:  # a second signal while closing: nothing is left to keep
+            except KeyboardInterrupt:  # a signal while closing: nothing is left to keep
                 code = Exit.INTERRUPTED
     sys.exit(int(code))
 

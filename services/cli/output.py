@@ -40,9 +40,10 @@ def _enum_short_names() -> dict[str, str]:
             walk(message.nested_types)
 
     for name in registry():
-        module = service_proto(name).messages.DESCRIPTOR
-        collect(module.enum_types_by_name.values())
-        walk(module.message_types_by_name.values())
+        proto = service_proto(name)
+        for module in filter(None, (proto.messages, proto.events)):
+            collect(module.DESCRIPTOR.enum_types_by_name.values())
+            walk(module.DESCRIPTOR.message_types_by_name.values())
     return short
 
 

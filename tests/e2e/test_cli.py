@@ -34,11 +34,13 @@ VOCREG = str(Path(sys.executable).parent / "vocreg")
 N = 701  # the institution the clerk works for
 HEADER = ["准考证号", "姓名", "身份证号", "职业编码", "职业名称", "等级", "备注"]
 TODAY = datetime.now(SHANGHAI).date().isoformat()
+# Every service with commands: their reads are driven here too.
+SERVICES = ("filing", "certificates", "inspection", "courses", "transparency")
 
 
 @pytest.fixture(scope="module")
 def plat(tmp_path_factory):
-    started = Platform(tmp_path_factory.mktemp("cli"), services=("filing", "certificates")).start()
+    started = Platform(tmp_path_factory.mktemp("cli"), services=SERVICES).start()
     file_institution(started.channel, N)
     yield started
     started.stop()
@@ -242,6 +244,35 @@ def test_reads_in_table_json_and_csv(plat, tmp_path):
     assert "ACTIVE" in table.stdout and uscc(N) in table.stdout
 
 
+def test_the_other_services_reads(plat):
+    """inspection, courses and the decision log: each service's commands answer through the
+    same edge, public ones without a token."""
+    subject = f"institution:{uscc(N)}"
+
+    def logged():
+        done = vocreg(plat, "log", "entries", "--subject", subject, "-o", "json", role=None)
+        assert done.returncode == 0, done.stderr
+        return [e for e in json.loads(done.stdout) if e["kind"] == "filing.InstitutionFiled"]
+
+    entries = eventually(logged, timeout=30, what="the filing in the decision log")
+    assert subject in entries[0]["subjects"]
+    head = vocreg(plat, "log", "head", "-o", "json", role=None)
+    assert int(json.loads(head.stdout)["head"]["tree_size"]) >= 1
+    table = vocreg(plat, "log", "head", role=None)
+    assert table.returncode == 0 and "root_hash" in table.stdout
+
+    cases = vocreg(plat, "cases", "list", "--state", "open", "--kind", "daily", "-o", "json",
+                   role="regulator")
+    assert cases.returncode == 0 and json.loads(cases.stdout) == [], cases.stderr
+    missing = vocreg(plat, "cases", "show", "no-such-case", role="regulator")
+    assert missing.returncode in (4, 5), missing.stderr
+    results = vocreg(plat, "inspection", "results", "-o", "csv", role=None)
+    assert results.returncode == 0 and results.stdout.startswith("case 案件,"), results.stderr
+    for args in (("courses", "list"), ("courses", "top")):
+        done = vocreg(plat, *args, "-o", "json", role=None)
+        assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr
+
+
 def test_a_profile_file_gives_the_address_and_the_token(plat, tmp_path):
     (tmp_path / "token").write_text(token("regulator"))
     home = tmp_path / "home"
@@ -289,7 +320,8 @@ def test_a_service_the_edge_does_not_serve_is_reported_as_not_deployed(plat, tmp
     port, metrics = free_port(), free_port()
     log = open(tmp_path / "edge-filing.log", "ab")
     edge = subprocess.Popen([sys.executable, "-m", "services.common.edge", "--services", "filing"],
-                            cwd=ROOT, env=plat._env(GRPC_PORT=port, EDGE_METRICS_PORT=metrics),
+                            cwd=ROOT, env=plat._env(GRPC_PORT=port, EDGE_METRICS_PORT=metrics,
+                                                    HTTP_PORT=0),
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         address = f"localhost:{port}"
@@ -323,7 +355,7 @@ def test_doctor_on_a_running_and_on_a_broken_platform(plat):
     healthy = vocreg(plat, *doctor_args(plat))
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     lines = healthy.stdout.strip().splitlines()
-    for name in ("edge localhost", "worker filing", "worker certificates", "broker",
+    for name in ("edge localhost", *(f"worker {s}" for s in SERVICES), "broker",
                  "database", "metrics edge", "metrics filing", "metrics certificates", "token",
                  "token accepted"):
         assert any(line.startswith("ok ") and f" {name}" in line for line in lines), (name, lines)

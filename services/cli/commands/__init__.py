@@ -93,6 +93,17 @@ def add_limit(parser, default: int = 100) -> None:
                                 f"at most N entries (default {default}; 0: all, page by page)"))
 
 
+def enum_choices(service: str, enum: str) -> dict[str, str]:
+    """A proto enum as command-line choices: `open` -> CASE_STATE_OPEN (UNSPECIFIED left out)."""
+    from services.common.protos import service_proto
+
+    proto = service_proto(service)  # the enum may be the service's or its events' (imported)
+    described = proto.messages.DESCRIPTOR.pool.FindEnumTypeByName(f"{proto.package}.{enum}")
+    names = [v.name for v in described.values if not v.name.endswith("_UNSPECIFIED")]
+    prefix = described.values[0].name.removesuffix("UNSPECIFIED")
+    return {name.removeprefix(prefix).lower(): name for name in names}
+
+
 def modules():
     """The command modules whose service this installation declares (tools always)."""
     declared = registry()
