@@ -348,7 +348,9 @@ def test_every_command_has_help_in_chinese_and_english():
                 assert chinese(action.help) and " / " in action.help, (path, action.dest)
     for expected in ("certificates upload", "certificates verify", "certificates show",
                      "certificates list", "certificates stats", "register search",
-                     "filing show", "filing areas", "doctor", "config show"):
+                     "filing show", "filing areas", "doctor", "config show", "cases list",
+                     "cases show", "inspection results", "courses list", "courses show",
+                     "courses top", "log head", "log entries"):
         assert expected in found
     epilog = build_parser().format_help()
     for code in Exit:
