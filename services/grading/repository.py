@@ -95,7 +95,12 @@ class GradingRepository(Repository):
                 for x in IntegrityListing.objects(decision_ref=decision_ref)]
 
     def listings_of(self, institution_id: str) -> list[IntegrityListing]:
-        return list(IntegrityListing.objects(institution_id=institution_id).order_by("listed_on"))
+        """The institution's listings, those this call made and has not written yet too."""
+        held = [x for x in self.seen if isinstance(x, IntegrityListing)
+                and x.institution_id == institution_id]
+        stored = [x for x in IntegrityListing.objects(institution_id=institution_id)
+                  if not any(h.pk == x.pk for h in held)]
+        return sorted(held + stored, key=lambda x: (x.listed_on, x.listing_id))
 
     def listings_page(self, filters: dict, size: int, after: str | None):
         return keyset_page(IntegrityListing.objects(**filters), "listing_id", size, after)
