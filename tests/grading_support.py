@@ -15,14 +15,15 @@ def evidence(name: str = "proof") -> dict:
 
 def full_marks(system=None, lose: dict | None = None) -> list[dict]:
     """A final self-assessment of every leaf at full points (with evidence where a leaf needs
-    it); `lose`: leaf id -> points lost (centipoints) on POINTS leaves."""
+    it); `lose`: leaf id -> points lost (centipoints) on POINTS and RATE leaves."""
     system = system or domain.default_system()
     values = []
     for leaf in system.leaves:
         if leaf.kind == domain.POINTS:
             item = {"points_centi": leaf.max_centi - (lose or {}).get(leaf.id, 0)}
         elif leaf.kind == domain.RATE:
-            item = {"rate_basis_points": 10000}
+            kept = leaf.max_centi - (lose or {}).get(leaf.id, 0)
+            item = {"rate_basis_points": kept * 10000 // leaf.max_centi}
         else:
             item = {}
         item["indicator_id"] = leaf.id

@@ -409,8 +409,8 @@ def year_inputs(uow, year: int, system: domain.IndicatorSystem) -> YearInputs:
     leaves = len(system.leaves)
     none = [-1] * leaves
     found = [assessments.get(r["_id"]) or {} for r in rows]
-    declared = [(a.get("declared") or none) if a.get("submitted_at") or a.get("state") in (
-        domain.ASSESSMENT_SUBMITTED,) else none for a in found]
+    # A draft never submitted declares nothing: the reviewers' values alone count for it.
+    declared = [(a.get("declared") or none) if a.get("submitted_at") else none for a in found]
     reviewed = [a.get("reviewed") or none for a in found]
     declared = np.array(declared, dtype=np.int64).reshape(-1, leaves)
     reviewed = np.array(reviewed, dtype=np.int64).reshape(-1, leaves)

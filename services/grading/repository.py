@@ -42,10 +42,11 @@ class GradingRepository(Repository):
         return self._one(SelfAssessmentDoc, grade_id(year, institution_id))
 
     def assessment_rows(self, year: int) -> dict[str, dict]:
-        """institution id -> {declared, reviewed, offences, overall} of every assessment."""
+        """institution id -> {declared, reviewed, offences, overall, submitted_at} of every
+        assessment of the year."""
         rows = SelfAssessmentDoc._get_collection().find(
             {"year": year}, {"institution_id": 1, "declared": 1, "reviewed": 1, "offences": 1,
-                             "overall": 1, "state": 1})
+                             "overall": 1, "submitted_at": 1})
         return {r["institution_id"]: r for r in rows}
 
     # --- institutions -----------------------------------------------------------------------
