@@ -29,6 +29,9 @@ from services.grading.models import (
     IndicatorSystemDoc,
     IntegrityListing,
     SelfAssessmentDoc,
+    pack_entries,
+    pack_values,
+    unpack_values,
 )
 from services.grading.repository import grade_id
 
@@ -285,12 +288,12 @@ def submit_self_assessment(cmd, uow, clock, settings):
         doc = uow.add(SelfAssessmentDoc(
             assessment_id=grade_id(year, institution_id), year=year,
             institution_id=institution_id, system_id=year_doc.system_id,
-            state=domain.ASSESSMENT_DRAFT, reviewed=[-1] * len(system.leaves)))
+            state=domain.ASSESSMENT_DRAFT, reviewed=pack_values([-1] * len(system.leaves))))
     declared = [-1] * len(system.leaves)
     for value in values:
         declared[system.index[value.indicator_id]] = value.value
-    doc.declared = declared
-    doc.entries = [v.entry(system.leaf(v.indicator_id)) for v in values]
+    doc.declared = pack_values(declared)
+    doc.entries = pack_entries([v.entry(system.leaf(v.indicator_id)) for v in values])
     doc.updated_at = clock.now()
     if final:
         doc.state, doc.submitted_at = domain.ASSESSMENT_SUBMITTED, clock.now()
@@ -349,15 +352,16 @@ def review_assessment(cmd, uow, clock, settings):
         doc = uow.add(SelfAssessmentDoc(
             assessment_id=grade_id(year, institution_id), year=year,
             institution_id=institution_id, system_id=year_doc.system_id,
-            state=domain.ASSESSMENT_REVIEWED, declared=[-1] * leaves, reviewed=[-1] * leaves))
+            state=domain.ASSESSMENT_REVIEWED, declared=pack_values([-1] * leaves),
+            reviewed=pack_values([-1] * leaves)))
     review_id = uow.new_id()
     at = _iso(clock)
-    reviewed = list(doc.reviewed or [-1] * leaves)
+    reviewed = unpack_values(doc.reviewed, leaves)
     reasons = dict(doc.adjustment_reasons or {})
     for adjustment in adjustments:
         reviewed[system.index[adjustment.indicator_id]] = adjustment.value
         reasons[adjustment.indicator_id] = {"reason": adjustment.reason, "review_id": review_id}
-    doc.reviewed, doc.adjustment_reasons = reviewed, reasons
+    doc.reviewed, doc.adjustment_reasons = pack_values(reviewed), reasons
     kept = {f["offence_id"]: f for f in doc.offences or ()}
     for finding in findings:
         kept[finding["offence_id"]] = {**finding, "review_id": review_id}
@@ -407,19 +411,23 @@ def year_inputs(uow, year: int, system: domain.IndicatorSystem) -> YearInputs:
             if domain.in_population(r.get("filed_on"), r.get("ended_on"), year)]
     assessments = uow.repo.assessment_rows(year)
     leaves = len(system.leaves)
-    none = [-1] * leaves
+    none = pack_values([-1] * leaves)
     found = [assessments.get(r["_id"]) or {} for r in rows]
     # A draft never submitted declares nothing: the reviewers' values alone count for it.
-    declared = [(a.get("declared") or none) if a.get("submitted_at") else none for a in found]
-    reviewed = [a.get("reviewed") or none for a in found]
-    declared = np.array(declared, dtype=np.int64).reshape(-1, leaves)
-    reviewed = np.array(reviewed, dtype=np.int64).reshape(-1, leaves)
+    declared = b"".join((a.get("declared") or none) if a.get("submitted_at") else none
+                        for a in found)
+    reviewed = b"".join(a.get("reviewed") or none for a in found)
+    declared = np.frombuffer(declared, dtype="<i4").astype(np.int64).reshape(-1, leaves)
+    reviewed = np.frombuffer(reviewed, dtype="<i4").astype(np.int64).reshape(-1, leaves)
     values, sources = domain.assemble(system, declared, reviewed)
     n = len(rows)
     inputs = YearInputs([r["_id"] for r in rows], [r.get("district_code") or "" for r in rows],
-                        declared, reviewed, values, sources, np.zeros(n, np.int64), np.zeros(n, bool),
+                        declared, reviewed, values, sources, np.zeros(n, np.int64),
+                        np.zeros(n, bool),
                         np.zeros(n, bool))
     for i, (row, assessment) in enumerate(zip(rows, found, strict=True)):
+        if i % 1000 == 999:
+            give_way(0)  # 10,000 rows: other calls get their turn
         why = domain.ungraded_reason(row["filed_on"], row.get("ended_on"), row.get("end_kind"),
                                      year)
         if why:

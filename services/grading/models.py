@@ -3,6 +3,10 @@ Class names are unique across every service (mongoengine registers documents by 
 one process), hence GradingInstitution, GradeRecord, IndicatorSystemDoc, ..."""
 from __future__ import annotations
 
+import json
+import zlib
+
+import numpy as np
 from mongoengine import (
     BinaryField,
     BooleanField,
@@ -61,12 +65,33 @@ class GradingYearDoc(Aggregate):
     appeal_due_provisional = BooleanField(default=False)
 
 
+def pack_values(values) -> bytes:
+    """Values by leaf (-1: none) as little-endian int32: 58 leaves in 232 bytes."""
+    return np.asarray(values, dtype="<i4").tobytes()
+
+
+def unpack_values(data: bytes | None, leaves: int) -> np.ndarray:
+    if not data:
+        return np.full(leaves, -1, dtype=np.int64)
+    return np.frombuffer(data, dtype="<i4").astype(np.int64)
+
+
+def pack_entries(entries: list[dict]) -> bytes:
+    return zlib.compress(json.dumps(entries, ensure_ascii=False).encode(), 6)
+
+
+def unpack_entries(data: bytes | None) -> list[dict]:
+    return json.loads(zlib.decompress(bytes(data))) if data else []
+
+
 class SelfAssessmentDoc(Aggregate):
     """An institution's self-assessment of a year and its reviews (the audit of every change).
 
     `declared` and `reviewed` are the values by leaf, in the version's leaf order (-1: none),
-    so a year's scoring reads 10,000 of them as two integer lists each; `entries` keep what
-    was declared with its evidence, `reviews` every review as given."""
+    packed (pack_values), and `entries` what was declared with its evidence, compressed
+    (pack_entries): a year's scoring reads 10,000 of these documents, and the local database
+    server decodes every field of a document it reads (as lists of dicts, 10,000 documents
+    took it 4 s; packed, a tenth of that). `reviews` keeps every review as given."""
 
     meta = {"db_alias": ALIAS, "collection": "self_assessments",
             "indexes": [("year", "institution_id")]}
@@ -76,9 +101,9 @@ class SelfAssessmentDoc(Aggregate):
     institution_id = StringField(required=True)
     system_id = StringField(required=True)
     state = StringField(required=True)
-    declared = ListField(IntField())
-    reviewed = ListField(IntField())
-    entries = ListField(DictField())
+    declared = BinaryField()
+    reviewed = BinaryField()
+    entries = BinaryField()
     adjustment_reasons = DictField()
     offences = ListField(DictField())
     overall = DictField()

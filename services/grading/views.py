@@ -5,7 +5,7 @@ from datetime import timezone
 
 from services.common.vocabulary import drop_empty
 from services.grading import domain
-from services.grading.models import IntegrityListing
+from services.grading.models import IntegrityListing, unpack_entries
 
 
 def ts(value) -> str | None:
@@ -47,7 +47,7 @@ def year_view(doc, assessor_id: str | None = None, hide_reviewers: bool = False)
 def assessment_view(doc) -> dict:
     return drop_empty({
         "year": doc.year, "institution_id": doc.institution_id, "state": doc.state,
-        "system_id": doc.system_id, "values": [dict(e) for e in doc.entries or ()],
+        "system_id": doc.system_id, "values": unpack_entries(doc.entries),
         "submitted_at": ts(doc.submitted_at), "updated_at": ts(doc.updated_at),
         "reviews": [drop_empty(dict(r)) for r in doc.reviews or ()]})
 

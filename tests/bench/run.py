@@ -7,7 +7,10 @@ BENCH_ROUNDS rounds (default 3) with the range:
     (sequential p50), edge ListRegister throughput against a bare nameko echo at 1, 8 and 32
     concurrent callers;
   - certificates (tests/bench/certificates_bench.py): issuing 10,000 against inserting them,
-    verification against the edge's bare round trip.
+    verification against the edge's bare round trip;
+  - grading (tests/bench/grading_bench.py): ComputeGrades over 10,000 institutions x 58
+    indicators, its scoring against the same arithmetic in plain numpy (goal <= 3x), the whole
+    call (goal < 5 s), and another call's latency while it runs.
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
 The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
@@ -128,8 +131,9 @@ def main() -> int:
     try:
         edge_rows(results)
         if os.environ.get("BENCH_ONLY") != "edge":
-            from tests.bench import certificates_bench
+            from tests.bench import certificates_bench, grading_bench
             certificates_bench.run(print)
+            grading_bench.run(print)
     finally:
         database.stop_server()
     results["machine"]["load_average_after"] = os.getloadavg()
