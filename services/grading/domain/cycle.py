@@ -33,7 +33,8 @@ __all__ = [
 
 FIRST_YEAR, LAST_YEAR = 2000, 2100
 MAX_SELF_ASSESSMENT_DAYS = 120
-# RULES.md defaults: an appeal of a grade within 15 working days of publication.
+# The project's default where the seeds give no number: an appeal within 15 working days of
+# publication.
 APPEAL_WORKING_DAYS = 15
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -312,7 +313,7 @@ def in_population(filed_on: str | None, ended_on: str | None, year: int) -> bool
 def ungraded_reason(filed_on: str, ended_on: str | None, end_kind: str | None,
                     year: int) -> str | None:
     """Why an institution is UNGRADED in `year`, or None. A grade needs the whole year filed
-    (RULES.md: "filed less than a full grading year is UNGRADED, never D"): filed after 1
+    (the project's reading: "filed less than a full grading year is UNGRADED, never D"): filed after 1
     January, or its filing expired within the year. A termination within the year is not a
     reason here: it is a direct-D offence (unless the filing was too new to be graded)."""
     first, last = year_bounds(year)

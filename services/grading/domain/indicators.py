@@ -6,8 +6,8 @@ Seed 000: "诚信与守法、培训条件与质量、社会评价调查三个主
 -> third level (the leaves, which are scored); each leaf has its maximum points, its scoring
 rule, the evidence it needs and whether the platform computes it. The version also holds the
 grade thresholds and the direct-D offences with their legal basis. The seeds give no points,
-thresholds or offences: they are data of the version, with the defaults below (RULES.md
-"Defaults where the seeds give no number").
+thresholds or offences: they are data of the version, with the defaults below (the project's defaults where the seeds give no
+number).
 
 Points are integers in hundredths (centipoints): the leaves of a version sum to exactly 10000.
 A published version never changes; its canonical hash (SHA-256 of its RFC 8785 JSON, defaults
@@ -59,11 +59,11 @@ INVALIDATION_REASONS = (
     "INVALIDATION_REASON_OUT_OF_SCOPE_EVALUATION", "INVALIDATION_REASON_FRAUD",
     "INVALIDATION_REASON_DATA_WITHDRAWN")
 
-# The tax credit rating's bands (RULES.md defaults): A >= 90, B >= 70, C >= 40, D below. A
+# The tax credit rating's bands (the project's default): A >= 90, B >= 70, C >= 40, D below. A
 # version that states none gets these.
 DEFAULT_THRESHOLDS = {"a_centi": 9000, "b_centi": 7000, "c_centi": 4000}
 
-# RULES.md defaults: the direct-D offences of a version that states none, each with its basis.
+# The project's defaults: the direct-D offences of a version that states none, each with its basis.
 DEFAULT_OFFENCES = (
     {"id": "D1", "title": "备案在评估年度内被终止 (filing terminated in the year)",
      "legal_basis": "001 ch.6 art.4", "triggers": [{"fact": "FACT_KIND_FILING_TERMINATED"}]},

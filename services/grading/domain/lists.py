@@ -4,7 +4,7 @@
   推荐申请教育培训类财政性资金和项目、支持并推荐与社会组织开展商务合作": grade A is the red list,
   with those four incentives recorded; "严重违法 ... 予以公开曝光" and seed 003's 红黑榜: a serious
   violation (a tier-4 sanction, a decision asking for it, or a direct-D offence) is the black list.
-- The black list's publication (RULES.md, NDRC Order 58 for serious untrustworthiness): at least
+- The black list's publication (the project's default after NDRC Order 58 on serious untrustworthiness): at least
   3 months, at most 3 years from the decision; credit repair (信用修复, seed 000) may be applied
   for after the minimum, with proof of rectification; approved, the entry leaves publication
   and the integrity file keeps everything.
