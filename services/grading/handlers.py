@@ -241,14 +241,39 @@ def _may_review(caller: Identity, year_doc: GradingYearDoc, institution_id: str)
                                reason="NOT_ASSIGNED")
 
 
-def _graded_institution(uow, institution_id: str, year: int) -> GradingInstitution:
+ENDED_BY_STATUS = {"INSTITUTION_STATUS_TERMINATED": "TERMINATED",
+                   "INSTITUTION_STATUS_EXPIRED": "EXPIRED"}
+
+
+def _learn_from_filing(uow, institution_id: str, filing) -> GradingInstitution | None:
+    """An institution grading has not heard of yet, as filing answers for it (its
+    InstitutionFiled is on its way and will find the same first filing day)."""
+    answer = filing.institution(institution_id) if filing is not None else None
+    if not answer or not answer.get("filed_on"):
+        return None
+    inst = institution_for(uow, institution_id)
+    inst.filed_on = min(filter(None, (inst.filed_on, answer["filed_on"])))
+    inst.name = inst.name or answer.get("name")
+    inst.district_code = inst.district_code or answer.get("district_code")
+    status = answer.get("status") or ""
+    inst.status = status.removeprefix("INSTITUTION_STATUS_") or inst.status
+    if status in ENDED_BY_STATUS and not inst.ended_on:
+        changes = [h for h in answer.get("history") or () if h.get("status") == status]
+        inst.ended_on = (changes[-1].get("effective_on") if changes else None) or \
+            answer.get("valid_until")
+        inst.end_kind = ENDED_BY_STATUS[status]
+    return inst
+
+
+def _graded_institution(uow, institution_id: str, year: int, filing=None) -> GradingInstitution:
     """A filed institution graded in `year`, or FailedPrecondition saying why not."""
     inst = uow.repo.institution(institution_id)
+    if inst is None or not inst.filed_on:
+        inst = _learn_from_filing(uow, institution_id, filing) or inst
     subject = f"institution/{institution_id}"
     if inst is None or not inst.filed_on:
-        raise FailedPrecondition(f"institution {institution_id} is not filed (as filing's "
-                                 "events have told grading)", reason="INSTITUTION_NOT_FILED",
-                                 subject=subject)
+        raise FailedPrecondition(f"institution {institution_id} is not filed",
+                                 reason="INSTITUTION_NOT_FILED", subject=subject)
     if not domain.in_population(inst.filed_on, inst.ended_on, year):
         raise FailedPrecondition(f"institution {institution_id} was not filed in {year}",
                                  reason="NOT_FILED_IN_YEAR", subject=subject)
@@ -259,7 +284,7 @@ def _graded_institution(uow, institution_id: str, year: int) -> GradingInstituti
     return inst
 
 
-def submit_self_assessment(cmd, uow, clock, settings):
+def submit_self_assessment(cmd, uow, clock, settings, filing=None):
     request, errors = cmd.request, []
     year = domain.check_year(request.get("year"), errors)
     institution_id = _own_institution(request, cmd.caller, errors)
@@ -278,7 +303,7 @@ def submit_self_assessment(cmd, uow, clock, settings):
         raise FailedPrecondition(
             f"self-assessments for {year} were due by {year_doc.self_assessment_due}",
             reason="SELF_ASSESSMENT_DEADLINE_PASSED", subject=f"grading-year/{year}")
-    _graded_institution(uow, institution_id, year)
+    _graded_institution(uow, institution_id, year, filing)
     doc = uow.repo.assessment(year, institution_id)
     if doc is not None and doc.submitted_at is not None:
         raise FailedPrecondition(f"the self-assessment for {year} was submitted on "
@@ -314,7 +339,7 @@ def get_self_assessment(cmd, uow, clock, settings):
     return {"assessment": views.assessment_view(doc)}
 
 
-def review_assessment(cmd, uow, clock, settings):
+def review_assessment(cmd, uow, clock, settings, filing=None):
     request, errors = cmd.request, []
     year = domain.check_year(request.get("year"), errors)
     institution_id = domain.check_institution_id(request.get("institution_id"),
@@ -339,7 +364,7 @@ def review_assessment(cmd, uow, clock, settings):
         raise FailedPrecondition(f"grading year {year} is published: a grade changes by "
                                  "appeal only", reason="YEAR_PUBLISHED",
                                  subject=f"grading-year/{year}")
-    _graded_institution(uow, institution_id, year)
+    _graded_institution(uow, institution_id, year, filing)
     doc = uow.repo.assessment(year, institution_id)
     before_deadline = _today(clock).isoformat() <= year_doc.self_assessment_due
     if (doc is None or doc.submitted_at is None) and before_deadline:

@@ -64,10 +64,6 @@ class GradingRepository(Repository):
             {"district_code": 1, "filed_on": 1, "ended_on": 1, "end_kind": 1,
              "facts": 1}).sort("_id", 1).batch_size(BATCH))
 
-    def institutions(self, ids: list[str]) -> dict[str, GradingInstitution]:
-        found = {i.institution_id: i for i in GradingInstitution.objects(pk__in=list(ids))}
-        return {k: self.tracked(GradingInstitution, k) or self.track(v) for k, v in found.items()}
-
     # --- grades -----------------------------------------------------------------------------
     def grade(self, year: int, institution_id: str) -> GradeRecord | None:
         return self._one(GradeRecord, grade_id(year, institution_id))
@@ -90,10 +86,6 @@ class GradingRepository(Repository):
     # --- listings ---------------------------------------------------------------------------
     def listing(self, listing_id: str) -> IntegrityListing | None:
         return self._one(IntegrityListing, listing_id)
-
-    def listing_ids(self, ids: list[str]) -> set[str]:
-        return {r["_id"] for r in IntegrityListing._get_collection().find(
-            {"_id": {"$in": list(ids)}}, {"_id": 1})}
 
     def listings_by_decision(self, decision_ref: str) -> list[IntegrityListing]:
         return [self.tracked(IntegrityListing, x.pk) or self.track(x)

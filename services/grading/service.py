@@ -6,8 +6,10 @@ from nameko.timer import timer
 
 from services.common.api import api
 from services.common.entrypoints import SWEEP_INTERVAL, SettingsProvider, Worker, on_event
+from services.common.service_rpc import ServiceRpcProxy
 from services.common.uow import UnitOfWorkProvider
 from services.grading import facts, handlers
+from services.grading.gateways import FilingGateway
 from services.grading.repository import GradingRepository
 from services.grading.settings import load_settings
 
@@ -27,6 +29,7 @@ class GradingService(Worker):
 
     uow = UnitOfWorkProvider(GradingRepository)
     settings = SettingsProvider(load_settings)
+    filing = ServiceRpcProxy("filing")
 
     # --- indicator systems -----------------------------------------------------------------
     @api
@@ -56,7 +59,8 @@ class GradingService(Worker):
 
     @api
     def SubmitSelfAssessment(self, request, caller):
-        return self.handle(handlers.submit_self_assessment, request, caller)
+        return self.handle(handlers.submit_self_assessment, request, caller,
+                           filing=FilingGateway(self.filing))
 
     @api
     def GetSelfAssessment(self, request, caller):
@@ -64,7 +68,8 @@ class GradingService(Worker):
 
     @api
     def ReviewAssessment(self, request, caller):
-        return self.handle(handlers.review_assessment, request, caller)
+        return self.handle(handlers.review_assessment, request, caller,
+                           filing=FilingGateway(self.filing))
 
     @api
     def ComputeGrades(self, request, caller):

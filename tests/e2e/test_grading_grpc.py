@@ -362,3 +362,14 @@ def test_late_self_assessment_and_late_appeal_are_failed_preconditions(plat, yea
         == Code.NOT_FOUND
     assert status_of(grading(plat).GetGrade, {"institution_id": "x", "year": 2024})[0] == \
         Code.INVALID_ARGUMENT
+
+
+def test_a_self_assessment_right_after_filing_is_not_refused_for_the_bus_latency(plat):
+    at(plat, 2024, 1, 8)
+    grading(plat, "regulator").OpenGradingYear({"year": 2023, "system_id": "default",
+                                                "self_assessment_working_days": 5})
+    file_institution(plat, 701, (2022, 3, 1))
+    at(plat, 2024, 1, 9)
+    answer = grading(plat, "institution", 701).SubmitSelfAssessment({
+        "year": 2023, "values": gs.full_marks(), "final": True, "request_id": "s-701"})
+    assert answer["assessment"]["state"] == "ASSESSMENT_STATE_SUBMITTED"

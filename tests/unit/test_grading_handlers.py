@@ -229,6 +229,34 @@ def test_self_assessment_by_the_deadline_only_for_graded_institutions(uow, clock
     assert uow.repo.get(SelfAssessmentDoc, f"2025:{uscc(4)}") is None
 
 
+class FakeFiling:
+    def __init__(self, institutions):
+        self.institutions, self.asked = institutions, []
+
+    def institution(self, institution_id):
+        self.asked.append(institution_id)
+        return self.institutions.get(institution_id)
+
+
+def test_an_institution_not_heard_of_yet_is_asked_of_filing(uow, clock):
+    open_2025(uow, clock)
+    filing = FakeFiling({uscc(7): {"institution_id": uscc(7), "filed_on": "2024-02-01",
+                                   "district_code": "410503",
+                                   "status": "INSTITUTION_STATUS_ACTIVE"}})
+    answer = run(handlers.submit_self_assessment, uow, clock, SETTINGS, {
+        "year": 2025, "values": gs.full_marks(), "request_id": "s7"},
+        caller("institution", uscc(7)), filing=filing)
+    assert answer["assessment"]["state"] == domain.ASSESSMENT_DRAFT and filing.asked == [uscc(7)]
+    inst = uow.repo.get(GradingInstitution, uscc(7))
+    assert (inst.filed_on, inst.district_code) == ("2024-02-01", "410503")
+    with pytest.raises(FailedPrecondition) as refused:
+        run(handlers.submit_self_assessment, uow, clock, SETTINGS, {
+            "year": 2025, "values": [], "request_id": "s8"}, caller("institution", uscc(8)),
+            filing=filing)
+    assert refused.value.reason == "INSTITUTION_NOT_FILED"
+    assert uow.repo.get(GradingInstitution, uscc(8)) is None
+
+
 def test_a_review_is_audited_and_an_override_needs_its_reason(uow, clock):
     filed(uow, clock, 1)
     open_2025(uow, clock, [{"assessor_id": "a-1", "institution_ids": [uscc(1)]}])
