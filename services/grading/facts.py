@@ -96,7 +96,10 @@ def filing_status(event, uow, clock, settings):
         if event_type == "InstitutionFiled":
             receipt = event.receipt
             filed_on = _day(receipt.filed_on, _event_day(event))
-            inst.filed_on = min(filter(None, (inst.filed_on, filed_on)))
+            if inst.ended_on and filed_on > inst.ended_on:
+                inst.filed_on = filed_on  # filed anew after its filing ended: a new start
+            else:
+                inst.filed_on = min(filter(None, (inst.filed_on, filed_on)))
             inst.name = receipt.institution_name or inst.name
             inst.district_code = event.district_code or inst.district_code
         if event_type == "FilingTerminated":
