@@ -8,11 +8,13 @@ institutions 6xx, so the two do not depend on their order.
 Rules: seeds 000, 001 ch.6-7, 003."""
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 
 import grpc
 import pytest
+import rfc8785
 from grpc_reflection.v1alpha import reflection_pb2
 from vocreg.grading.v1 import grading_pb2, grading_pb2_grpc
 
@@ -274,6 +276,10 @@ def test_a_committee_version_is_drafted_published_and_then_never_changes(plat):
         Code.NOT_FOUND  # drafts are the regulator's
     published = regulator.PublishIndicatorSystem({"system_id": "committee-2027"})["info"]
     assert published["state"] == "SYSTEM_STATE_PUBLISHED" and published["canonical_hash"]
+    # Anyone can check the hash: SHA-256 of the RFC 8785 form of the version as answered.
+    answered = grading(plat).GetIndicatorSystem({"system_id": "committee-2027"})
+    assert hashlib.sha256(rfc8785.dumps(answered["system"])).hexdigest() == \
+        published["canonical_hash"] == answered["info"]["canonical_hash"]
     code, _ = status_of(regulator.CreateIndicatorSystem,
                         {"system": system, "request_id": "c-2027-again"})
     assert code == Code.FAILED_PRECONDITION
