@@ -379,3 +379,17 @@ def test_a_self_assessment_right_after_filing_is_not_refused_for_the_bus_latency
     answer = grading(plat, "institution", 701).SubmitSelfAssessment({
         "year": 2023, "values": gs.full_marks(), "final": True, "request_id": "s-701"})
     assert answer["assessment"]["state"] == "ASSESSMENT_STATE_SUBMITTED"
+
+
+def test_the_same_api_over_http_json(plat):
+    import requests
+
+    catalogue = requests.get(plat.http_url + "/v1/grading/indicatorSystems/default",
+                             timeout=15)
+    assert catalogue.status_code == 200
+    assert catalogue.json()["info"]["leaf_count"] == 58
+    refused = requests.post(plat.http_url + "/v1/grading/years", timeout=15, json={
+        "system_id": "default", "self_assessment_working_days": 5})
+    assert refused.status_code == 401  # a change needs a token
+    black = requests.get(plat.http_url + "/v1/grading/blackList", timeout=15)
+    assert black.status_code == 200
