@@ -303,6 +303,9 @@ def test_offences_by_basis_prefix_invalidation_reason_and_reviewer_finding():
     assert [(o["offence_id"], o.get("event_ids"), o.get("finding")) for o in found] == [
         ("D3", ["s1"], None), ("D5", [], "refused")]
     assert found[0]["decision_refs"] == ["dec-1"]
+    several = [{"kind": "FACT_KIND_SANCTION", "event_id": "s3",
+                "basis": "001 ch.6 art.3(5); 001 ch.6 art.4(4)"}]  # as inspection joins them
+    assert [o["offence_id"] for o in domain.offences_found(system, several, [])] == ["D4"]
     fraud = [{"kind": "FACT_KIND_CERTIFICATE_INVALIDATION",
               "reason": "INVALIDATION_REASON_FRAUD", "event_id": "c2"}]
     assert [o["offence_id"] for o in domain.offences_found(system, fraud, [])] == ["D3"]

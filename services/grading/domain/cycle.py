@@ -342,9 +342,10 @@ def fact_occurrences(facts: list[dict]) -> dict[str, list[dict]]:
 def _matches(trigger: dict, fact: dict) -> bool:
     if fact.get("kind") != trigger.get("fact"):
         return False
-    prefix = trigger.get("basis_prefix")
-    if prefix and not (fact.get("basis") or "").replace(" ", "").startswith(
-            prefix.replace(" ", "")):
+    prefix = (trigger.get("basis_prefix") or "").replace(" ", "")
+    # A decision may cite several articles ("001 ch.6 art.3(5); 001 ch.6 art.4(5)"): any one.
+    citations = [c.replace(" ", "") for c in (fact.get("basis") or "").split(";")]
+    if prefix and not any(c.startswith(prefix) for c in citations):
         return False
     reason = trigger.get("invalidation_reason")
     return not reason or fact.get("reason") == reason
