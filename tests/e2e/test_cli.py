@@ -35,7 +35,7 @@ N = 701  # the institution the clerk works for
 HEADER = ["准考证号", "姓名", "身份证号", "职业编码", "职业名称", "等级", "备注"]
 TODAY = datetime.now(SHANGHAI).date().isoformat()
 # Every service with commands: their reads are driven here too.
-SERVICES = ("filing", "certificates", "inspection", "courses", "transparency")
+SERVICES = ("filing", "certificates", "grading", "inspection", "courses", "transparency")
 
 
 @pytest.fixture(scope="module")
@@ -245,8 +245,8 @@ def test_reads_in_table_json_and_csv(plat, tmp_path):
 
 
 def test_the_other_services_reads(plat):
-    """inspection, courses and the decision log: each service's commands answer through the
-    same edge, public ones without a token."""
+    """grading, inspection, courses and the decision log: each service's commands answer
+    through the same edge, public ones without a token."""
     subject = f"institution:{uscc(N)}"
 
     def logged():
@@ -268,6 +268,14 @@ def test_the_other_services_reads(plat):
     assert missing.returncode in (4, 5), missing.stderr
     results = vocreg(plat, "inspection", "results", "-o", "csv", role=None)
     assert results.returncode == 0 and results.stdout.startswith("case 案件,"), results.stderr
+    for args in (("grades", "list", "--year", "2025"), ("grades", "red-list"),
+                 ("grades", "black-list")):
+        done = vocreg(plat, *args, "-o", "json", role=None)
+        assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr
+    ungraded = vocreg(plat, "grades", "show", uscc(N), "--year", "2025", role=None)
+    assert ungraded.returncode == 5 and "GRADE_NOT_FOUND" in ungraded.stderr, ungraded.stderr
+    integrity = vocreg(plat, "grades", "file", uscc(N), "-o", "json", role="regulator")
+    assert json.loads(integrity.stdout)["institution_id"] == uscc(N), integrity.stderr
     for args in (("courses", "list"), ("courses", "top")):
         done = vocreg(plat, *args, "-o", "json", role=None)
         assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr
