@@ -1,5 +1,5 @@
 """The escrow service's configuration, read once when the worker starts (a bad value stops it
-there). Every default is a rule of shared/RULES.md "Prepaid fees", pinned by a test."""
+there). Every default is a rule of the prepaid-fee defaults (seed 000), pinned by a test."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -2,10 +2,10 @@
 
 Sources: seed 000 (Beijing: single-purpose prepaid cards of training institutions are filed
 and the prepaid money held in custody; 15,275 refund complaints resolved, about 57.34 million
-yuan refunded) and the defaults of shared/RULES.md "Prepaid fees": one charge covers at most
-60 class hours or 3 months of classes; the whole amount is refunded when no lesson was taken
-within 7 days of signing; otherwise the refund is what was paid minus the lessons consumed ×
-the unit price minus the deductions the contract allows. Each number is a setting
+yuan refunded) and the project's prepaid-fee defaults where the seed gives no number: one
+charge covers at most 60 class hours or 3 months of classes; the whole amount is refunded
+when no lesson was taken within 7 days of signing; otherwise the refund is what was paid
+minus the lessons consumed × the unit price minus the deductions the contract allows. Each number is a setting
 (services/escrow/settings.py), pinned by tests/unit/test_escrow_domain.py.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from services.common.errors import InvalidArgument
 from services.common.vocabulary import CLIENT_ID, CLIENT_ID_HINT, parse_date
 from services.common.workdays import SHANGHAI
 
-# RULES.md "Prepaid fees" (the Beijing rules' reading): one charge, at most 60 class hours or
+# The prepaid-fee defaults (the Beijing rules' reading): one charge, at most 60 class hours or
 # 3 months of classes, whichever is reached first.
 MAX_HOURS_PER_CHARGE = 60
 MAX_MONTHS_PER_CHARGE = 3
