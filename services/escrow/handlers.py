@@ -953,11 +953,14 @@ def list_ledger_entries(cmd, uow, clock, settings):
 # --- conservation -------------------------------------------------------------------------------------
 def check_ledger(uow, ledger: str) -> L.Conservation:
     """Replay the ledger's whole journal (yielding to other calls as it goes)."""
-    kinds = uow.repo.ledger_account_kinds(ledger)
+    # In this order, while writers go on: every cache is at or below the head, and every
+    # account an entry up to the head touches exists already.
     caches = uow.repo.ledger_account_caches(ledger)
+    head = uow.repo.head(ledger)
+    kinds = uow.repo.ledger_account_kinds(ledger)
 
     def journal():
-        for n, doc in enumerate(uow.repo.ledger_entries(ledger), 1):
+        for n, doc in enumerate(uow.repo.ledger_entries(ledger, head), 1):
             if n % REPLAY_CHUNK == 0:
                 eventlet.sleep(0)
             yield doc

@@ -6,14 +6,23 @@ the batch's entries with the pure rules (domain/ledger.py `plan`, which refuses 
 if one transfer breaks a rule) and inserts them in one ordered insert with the next sequences
 of the ledger. The unique (ledger, seq) index makes the insert the serialisation point: a
 concurrent writer that took a sequence first makes ours fail, and the batch is planned again on
-the new state (transfers already written answer as stored). No multi-document transaction."""
+the new state (transfers already written answer as stored). No multi-document transaction.
+
+Within one worker process the writers of a ledger take turns (a green lock per ledger), and
+the process keeps the ledger's head and the balances it last wrote: when its insert at the
+next sequence succeeds, nobody else wrote in between (they would have taken that sequence),
+so what it holds is exact; when the insert fails, or the journal's head is not the one it
+wrote last, it forgets them and reads the database again. Two workers of the service still
+meet only at the unique index."""
 from __future__ import annotations
 
 import logging
 import random
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from eventlet.semaphore import Semaphore
 from pymongo import DESCENDING, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -176,10 +185,10 @@ class EscrowRepository(Repository):
         """Stored pending id -> the entry that settled it."""
         return {d["settles"]: d for d in entries().find({"settles": {"$in": list(pending_ids)}})}
 
-    def ledger_entries(self, ledger: str):
-        """The whole journal in order (the conservation check replays it)."""
-        return entries().find({"ledger": ledger}, {"legs": 1, "seq": 1, "balances": 1}).sort(
-            "seq", 1)
+    def ledger_entries(self, ledger: str, head: int):
+        """The journal up to `head`, in order (the conservation check replays it)."""
+        return entries().find({"ledger": ledger, "seq": {"$lte": head}},
+                              {"legs": 1, "seq": 1, "balances": 1}).sort("seq", 1)
 
     def entries_page(self, ledger: str, account: str | None, size: int, after: int | None):
         query = {"ledger": ledger}
@@ -219,12 +228,19 @@ class EscrowRepository(Repository):
                 .sort("_id", 1).limit(limit)]
 
     # --- ledger: writing --------------------------------------------------------------------------
-    def ledger_state(self, ledger: str, specs: list[L.TransferSpec]) -> L.LedgerState:
-        """What planning `specs` needs, read at (or after) the journal's head."""
+    def ledger_state(self, ledger: str, specs: list[L.TransferSpec],
+                     held: _HeldLedger | None = None) -> L.LedgerState:
+        """What planning `specs` needs, read at (or after) the journal's head; from what this
+        process holds of the ledger where it can (`held`), the rest from the database."""
+        held = held or _HeldLedger()
         head = self.head(ledger)
+        if head != held.head:  # another writer, or another database: read everything again
+            held.forget()
         stored_ids = [L.entry_id(ledger, s.id) for s in specs]
-        existing = {d["_id"]: d.get("digest") for d in entries().find(
-            {"_id": {"$in": stored_ids}}, {"digest": 1})}
+        existing = {}
+        for start in range(0, len(stored_ids), 5000):
+            existing.update({d["_id"]: d.get("digest") for d in entries().find(
+                {"_id": {"$in": stored_ids[start:start + 5000]}}, {"digest": 1})})
         pending_ids = {L.entry_id(ledger, s.pending_id) for s in specs if s.kind in L.SETTLING}
         pendings: dict[str, L.PendingState] = {}
         wanted = {a for s in specs for a in (s.debit, s.credit) if a}
@@ -241,43 +257,64 @@ class EscrowRepository(Repository):
                     doc.get("contract_id", ""), doc.get("complaint_id", ""),
                     doc.get("district_code", ""))
                 wanted.update((debit, credit))
-        docs = self.account_docs(wanted)
-        # Money leaving a contract may leave custody through its bank: those accounts too.
-        extra = {d["bank"] for d in docs.values() if d.get("bank")}
-        if any(d["kind"] == L.CONTRACT for d in docs.values()):
-            extra.add(L.custody(ledger))
-        found = self.balances(set(docs) | extra)
-        accounts = {a: L.AccountState(a, doc["kind"], balance, doc.get("bank") or "")
-                    for a, (doc, balance, _) in found.items() if doc["ledger"] == ledger}
+        accounts = {a: held.accounts[a] for a in wanted if a in held.accounts}
+        missing = wanted - set(accounts)
+        if missing:
+            docs = self.account_docs(missing)
+            missing |= {d["bank"] for d in docs.values() if d.get("bank")}
+        if any(a.kind == L.CONTRACT for a in accounts.values()) or any(
+                "/contract/" in a for a in missing):
+            missing.add(L.custody(ledger))
+        for a in list(missing):
+            if a in held.accounts:
+                accounts[a] = held.accounts[a]
+                missing.discard(a)
+        for a in [a.bank for a in accounts.values() if a.bank and a.bank not in accounts]:
+            if a in held.accounts:
+                accounts[a] = held.accounts[a]
+            else:
+                missing.add(a)
+        if missing:
+            for a, (doc, balance, _) in self.balances(missing).items():
+                if doc["ledger"] == ledger:
+                    accounts[a] = L.AccountState(a, doc["kind"], balance, doc.get("bank") or "")
         return L.LedgerState(ledger, head, accounts, pendings, existing)
 
     def append(self, ledger: str, specs: list[L.TransferSpec], clock, actor: str,
                path: str = "transfers") -> list[str]:
         """Write `specs` to the ledger (all of them, or L.Refused and none); each spec's stored
         entry id. Transfers recorded before with the same content are answered, not repeated."""
-        for attempt in range(APPEND_ATTEMPTS):
-            state = self.ledger_state(ledger, specs)
-            now = clock.now()
-            docs, answers = L.plan(state, specs, now, actor, path)
-            if not docs:
+        held = _held(ledger)
+        with held.lock:
+            for attempt in range(APPEND_ATTEMPTS):
+                state = self.ledger_state(ledger, specs, held)
+                now = clock.now()
+                docs, answers = L.plan(state, specs, now, actor, path)
+                if not docs:
+                    held.keep(state)
+                    return answers
+                timeouts = [UpdateOne({"_id": d["_id"]}, {"$set": {
+                    "ledger": ledger, "timeout_at": d["timeout_at"]}}, upsert=True)
+                    for d in docs if d.get("timeout_at") is not None]
+                if timeouts:  # before the entries: a leftover without its entry is dropped
+                    PendingTimeout._get_collection().bulk_write(timeouts, ordered=False)
+                try:
+                    entries().insert_many(docs, ordered=True)
+                except (BulkWriteError, DuplicateKeyError) as exc:
+                    held.forget()
+                    written = _written_before_error(exc)
+                    if written:
+                        self._after_write(ledger, docs[:written])
+                    log.debug("ledger %s: sequence taken (attempt %d); planning again",
+                              ledger, attempt + 1)
+                    _pause(attempt)
+                    continue
+                except Exception:
+                    held.forget()  # not known what was written: read it again next time
+                    raise
+                held.keep(state, docs)
+                self._after_write(ledger, docs)
                 return answers
-            timeouts = [UpdateOne({"_id": d["_id"]}, {"$set": {
-                "ledger": ledger, "timeout_at": d["timeout_at"]}}, upsert=True)
-                for d in docs if d.get("timeout_at") is not None]
-            if timeouts:  # before the entries: a leftover without its entry is dropped later
-                PendingTimeout._get_collection().bulk_write(timeouts, ordered=False)
-            try:
-                entries().insert_many(docs, ordered=True)
-            except (BulkWriteError, DuplicateKeyError) as exc:
-                written = _written_before_error(exc)
-                if written:
-                    self._after_write(ledger, docs[:written])
-                log.debug("ledger %s: sequence taken (attempt %d); planning again", ledger,
-                          attempt + 1)
-                _pause(attempt)
-                continue
-            self._after_write(ledger, docs)
-            return answers
         raise Conflict(f"ledger {ledger} is busy: the transfers could not take a sequence; "
                        "retry with the same ids")
 
@@ -294,6 +331,50 @@ class EscrowRepository(Repository):
         if ops:
             accounts_collection().bulk_write(ops, ordered=False)
         self.drop_timeouts([d["settles"] for d in docs if d.get("settles")])
+
+
+@dataclass
+class _HeldLedger:
+    """What this process holds of one ledger between its writes: exact while `head` is the
+    journal's head (see the module's docstring); forgotten at the first sign it is not."""
+
+    lock: Semaphore = field(default_factory=Semaphore)
+    head: int | None = None
+    accounts: dict[str, L.AccountState] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        self.head = None
+        self.accounts = {}
+
+    def keep(self, state: L.LedgerState, docs: list[dict] = ()) -> None:
+        """The state planned on, moved past the entries just written."""
+        accounts = {a: L.AccountState(s.id, s.kind, s.balance, s.bank)
+                    for a, s in state.accounts.items()}
+        for doc in docs:
+            for b in doc["balances"]:
+                if b["a"] in accounts:
+                    accounts[b["a"]].balance = L.Balance.of(b)
+        self.accounts.update(accounts)
+        self.head = docs[-1]["seq"] if docs else state.head
+        if len(self.accounts) > MAX_HELD_ACCOUNTS:
+            self.forget()
+
+
+# A ledger's accounts this process keeps balances of, at most (beyond it, it reads again).
+MAX_HELD_ACCOUNTS = 20_000
+_HELD: dict[str, _HeldLedger] = {}
+
+
+def _held(ledger: str) -> _HeldLedger:
+    held = _HELD.get(ledger)
+    if held is None:
+        held = _HELD.setdefault(ledger, _HeldLedger())
+    return held
+
+
+def forget_held_ledgers() -> None:
+    """Tests that change the database behind the process's back (a new database per test)."""
+    _HELD.clear()
 
 
 def _written_before_error(exc) -> int:
