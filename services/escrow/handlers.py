@@ -83,7 +83,7 @@ def _require_custodian_of(uow, caller, ledger: str) -> None:
     """A custodian bank acts only on the ledgers of institutions whose schemes name it."""
     if caller.role != "custodian":
         return
-    if not uow.repo.account_docs([L.bank(ledger, caller.party_id)]):
+    if not uow.repo.accounts_exist([L.bank(ledger, caller.party_id)]):
         raise PermissionDenied("another institution's ledger: this custodian holds no custody "
                                "for it", reason="NOT_THIS_LEDGERS_CUSTODIAN")
 
@@ -892,13 +892,15 @@ def create_transfers(cmd, uow, clock, settings):
         raise InvalidArgument(["institution_id: required (the ledger)"])
     _require_custodian_of(uow, cmd.caller, ledger)
     specs = _parse_transfers(cmd.request, ledger, clock.now())
-    if not uow.repo.account_docs([L.custody(ledger)]):
+    if not uow.repo.accounts_exist([L.custody(ledger)]):
         raise NotFound(f"institution {ledger} has no custody ledger (no scheme filed)")
     try:
-        stored = uow.repo.append(ledger, specs, clock, cmd.caller.audit_name())
+        stored, docs = uow.repo.append_with_docs(ledger, specs, clock, cmd.caller.audit_name())
     except L.Refused as exc:
         raise _refusal_error(exc) from None
-    docs = {d["_id"]: d for d in uow.repo.entries_by_ids_light(stored)}
+    missing = [s for s in stored if s not in docs]
+    if missing:  # transfers recorded before: answered as stored
+        docs.update({d["_id"]: d for d in uow.repo.entries_by_ids_light(missing)})
     return {"transfers": [transfer_result_view(docs[s]) for s in stored]}
 
 

@@ -284,10 +284,11 @@ def pending_timeout_passed(p: PendingState, now: datetime) -> bool:
 
 # --- planning: the entries a batch makes, checked whole before any is written -----------------
 def plan(state: LedgerState, specs: list[TransferSpec], now: datetime, actor: str,
-         path: str = "transfers") -> tuple[list[dict], list[str | None]]:
+         path: str = "transfers", advance: bool = False) -> tuple[list[dict], list[str | None]]:
     """(the entry documents to insert, in order, and for each spec the stored id it answers
     with: its new entry's, or that of the same transfer recorded before). Refused if any
-    transfer breaks a rule; nothing is changed in `state` then."""
+    transfer breaks a rule; nothing is changed in `state` then. With `advance`, a batch that
+    passes moves `state` past itself (batches planned one after another, written together)."""
     accounts = {k: replace(v) for k, v in state.accounts.items()}
     pendings = {k: replace(v) for k, v in state.pendings.items()}
     seen: dict[str, str] = {}
@@ -345,6 +346,12 @@ def plan(state: LedgerState, specs: list[TransferSpec], now: datetime, actor: st
         answers.append(stored)
     if refusals:
         raise Refused(refusals)
+    if advance:
+        # The state after the batch: the next batch planned on it follows this one.
+        state.accounts.update(accounts)
+        state.pendings = pendings
+        state.existing.update(seen)
+        state.head = seq
     return entries, answers
 
 
