@@ -278,3 +278,18 @@ def test_the_sweep_finishes_a_movement_cut_short(filed, rpc_as, clock):
     assert contract.lessons_taken == 1 and contract.ops[-1]["state"] == "DONE"
     assert LedgerEntry.objects(settles=f"{INST}/{fee}").count() == 1
     assert RefundComplaint.objects.count() == 0
+
+
+def test_a_float_amount_is_refused_on_the_bus_and_stores_nothing(filed, rpc_as):
+    """gRPC clients cannot even send one; a service on the bus could: the same refusal."""
+    inst = rpc_as(token("institution", 31)).escrow
+    bank = rpc_as(token("custodian", party_id=BANK)).escrow
+    scheme = inst.FileScheme(scheme_request())["scheme"]
+    for amount in (1.5, "12.5", -3):
+        err = remote_error(bank.RecordPayment, payment(scheme["scheme_id"], amount_fen=amount))
+        assert err.exc_type == "InvalidArgument" and "amount_fen" in err.value, err.value
+        err = remote_error(bank.CreateTransfers, {"institution_id": INST, "transfers": [
+            {"id": "t1", "kind": "TRANSFER_KIND_POSTED", "debit_account_id": "custody",
+             "credit_account_id": "refunds", "amount_fen": amount}]})
+        assert err.exc_type == "InvalidArgument" and "amount_fen" in err.value, err.value
+    assert LedgerEntry.objects.count() == 0 and EscrowContract.objects.count() == 0
