@@ -171,6 +171,17 @@ class EscrowRepository(Repository):
         return result
 
     # --- ledger: entries --------------------------------------------------------------------------
+    def still_at(self, ledger: str, held: _HeldLedger) -> bool:
+        """The journal's last entry is still the one this process wrote last (a range read on
+        the (ledger, seq) index: cheaper than looking the head up afresh)."""
+        if held.head is None:
+            return False
+        found = list(entries().find({"ledger": ledger, "seq": {"$gte": held.head}},
+                                    {"_id": 1}).limit(2))
+        if held.head == 0:
+            return not found
+        return len(found) == 1 and found[0]["_id"] == held.last_id
+
     def head(self, ledger: str) -> int:
         doc = entries().find_one({"ledger": ledger}, {"seq": 1}, sort=[("seq", DESCENDING)])
         return int(doc["seq"]) if doc else 0
@@ -245,9 +256,10 @@ class EscrowRepository(Repository):
         """What planning `specs` needs, read at (or after) the journal's head; from what this
         process holds of the ledger where it can (`held`), the rest from the database."""
         held = held or _HeldLedger()
-        head = self.head(ledger)
-        if head != held.head:  # another writer, or another database: read everything again
+        head = held.head if self.still_at(ledger, held) else None
+        if head is None:  # another writer, or another database: read everything again
             held.forget()
+            head = self.head(ledger)
         stored_ids = [L.entry_id(ledger, s.id) for s in specs]
         existing = {}
         for start in range(0, len(stored_ids), 5000):
@@ -365,7 +377,7 @@ class EscrowRepository(Repository):
                 except Exception:
                     held.forget()  # not known what was written: read it again next time
                     raise
-            held.keep(state)
+            held.keep(state, docs[-1]["_id"] if docs else held.last_id)
             if docs:
                 self._after_write(ledger, docs)
             for job, error, answers, job_docs in planned:
@@ -398,17 +410,24 @@ class _HeldLedger:
     lock: Semaphore = field(default_factory=Semaphore)
     queue: list = field(default_factory=list)
     head: int | None = None
+    last_id: str | None = None
     accounts: dict[str, L.AccountState] = field(default_factory=dict)
 
     def forget(self) -> None:
         self.head = None
+        self.last_id = None
         self.accounts = {}
 
-    def keep(self, state: L.LedgerState) -> None:
-        """The state after the entries just written (plan advanced it past them)."""
+    def keep(self, state: L.LedgerState, last_id: str | None) -> None:
+        """The state after the entries just written (plan advanced it past them); `last_id`:
+        the journal's last entry (None: unknown, so nothing is kept)."""
+        if last_id is None and state.head:
+            self.forget()
+            return
         self.accounts.update({a: L.AccountState(s.id, s.kind, s.balance, s.bank)
                               for a, s in state.accounts.items()})
         self.head = state.head
+        self.last_id = last_id
         if len(self.accounts) > MAX_HELD_ACCOUNTS:
             self.forget()
 

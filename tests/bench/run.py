@@ -7,7 +7,9 @@ BENCH_ROUNDS rounds (default 3) with the range:
     (sequential p50), edge ListRegister throughput against a bare nameko echo at 1, 8 and 32
     concurrent callers;
   - certificates (tests/bench/certificates_bench.py): issuing 10,000 against inserting them,
-    verification against the edge's bare round trip.
+    verification against the edge's bare round trip;
+  - escrow (tests/bench/escrow_bench.py): 10,000 ledger transfers in batches through gRPC
+    against inserting the same entry documents directly (goal at most 2x).
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
 The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
@@ -130,6 +132,8 @@ def main() -> int:
         if os.environ.get("BENCH_ONLY") != "edge":
             from tests.bench import certificates_bench
             certificates_bench.run(print)
+            from tests.bench import escrow_bench
+            escrow_bench.run(print)
     finally:
         database.stop_server()
     results["machine"]["load_average_after"] = os.getloadavg()
