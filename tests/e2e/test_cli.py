@@ -35,7 +35,8 @@ N = 701  # the institution the clerk works for
 HEADER = ["准考证号", "姓名", "身份证号", "职业编码", "职业名称", "等级", "备注"]
 TODAY = datetime.now(SHANGHAI).date().isoformat()
 # Every service with commands: their reads are driven here too.
-SERVICES = ("filing", "certificates", "grading", "inspection", "courses", "transparency")
+SERVICES = ("filing", "certificates", "grading", "inspection", "escrow", "courses",
+            "transparency")
 
 
 @pytest.fixture(scope="module")
@@ -245,8 +246,8 @@ def test_reads_in_table_json_and_csv(plat, tmp_path):
 
 
 def test_the_other_services_reads(plat):
-    """grading, inspection, courses and the decision log: each service's commands answer
-    through the same edge, public ones without a token."""
+    """grading, inspection, escrow, courses and the decision log: each service's commands
+    answer through the same edge, public ones without a token."""
     subject = f"institution:{uscc(N)}"
 
     def logged():
@@ -276,6 +277,18 @@ def test_the_other_services_reads(plat):
     assert ungraded.returncode == 5 and "GRADE_NOT_FOUND" in ungraded.stderr, ungraded.stderr
     integrity = vocreg(plat, "grades", "file", uscc(N), "-o", "json", role="regulator")
     assert json.loads(integrity.stdout)["institution_id"] == uscc(N), integrity.stderr
+    refunds = vocreg(plat, "refunds", "stats", "--from", "2026-01-01", "--to", "2026-06-30",
+                     "-o", "json", role=None)
+    assert refunds.returncode == 0, refunds.stderr
+    figures = json.loads(refunds.stdout)
+    assert (figures["from"], figures["to"], int(figures["complaints_received"])) == \
+        ("2026-01-01", "2026-06-30", 0)
+    backwards = vocreg(plat, "refunds", "stats", "--from", "2026-06-30", "--to", "2026-01-01",
+                       role=None)
+    assert backwards.returncode == 4 and "INVALID_ARGUMENT" in backwards.stderr
+    for args, role in ((("refunds", "complaints"), "regulator"), (("escrow", "schemes"), None)):
+        done = vocreg(plat, *args, "-o", "json", role=role)
+        assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr
     for args in (("courses", "list"), ("courses", "top")):
         done = vocreg(plat, *args, "-o", "json", role=None)
         assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr

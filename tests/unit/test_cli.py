@@ -351,7 +351,8 @@ def test_every_command_has_help_in_chinese_and_english():
                      "filing show", "filing areas", "doctor", "config show", "cases list",
                      "cases show", "inspection results", "courses list", "courses show",
                      "courses top", "log head", "log entries", "grades list", "grades show",
-                     "grades red-list", "grades black-list", "grades file"):
+                     "grades red-list", "grades black-list", "grades file", "refunds stats",
+                     "refunds complaints", "escrow schemes", "escrow custody"):
         assert expected in found
     epilog = build_parser().format_help()
     for code in Exit:
