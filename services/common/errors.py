@@ -85,6 +85,12 @@ def _metadata(values: dict | None) -> dict[str, str]:
     return {clip(k, 64): clip(v, 128) for k, v in items}
 
 
+class ContractViolation(Exception):
+    """An event that does not fit its producer's message, or lacks what its consumer needs
+    (e.g. the id it is about): refused loudly, kept in the consumer's dead letters
+    (services/common/entrypoints.py), never guessed at. Not an answer to any caller."""
+
+
 class VocregError(Exception):
     """Base of the deliberate errors. The message is safe to show to the caller.
 
