@@ -12,6 +12,7 @@ from collections import Counter
 
 import pytest
 
+from services.common.spec import registry
 from tests.faults import broker
 from tests.platform import Platform
 
@@ -19,7 +20,9 @@ from tests.platform import Platform
 FIGURES: dict = {"calls": 0, "codes": Counter(), "internal": 0, "lost": 0, "duplicated": 0,
                  "recovery_seconds": {}, "worker_exits": 0}
 
-SERVICES = ("filing", "certificates")
+# Every declared service runs (and must survive the outages, and is fuzzed); the load is on
+# filing and certificates.
+SERVICES = tuple(registry())
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,8 @@ def test_a_killed_worker_fails_fast_and_serves_again_when_started(plat):
         plat.start_worker("filing")
         plat.wait_for_health(spec("filing").proto, health_pb2.HealthCheckResponse.SERVING)
         restarted = time.monotonic()
-        FIGURES["recovery_seconds"]["a killed worker, started again"] = \
+        FIGURES["recovery_seconds"]["a killed worker, from the kill to serving (restarted "
+                                    "by the test)"] = \
             load.first_read_after(restarted - 0.001, timeout=30) + (restarted - killed)
         before = len(load.filed)
         eventually(lambda: len(load.filed) > before, timeout=30, what="a filing after it")
