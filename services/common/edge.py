@@ -41,6 +41,8 @@ from services.common.amqp_rpc import (
 )
 from services.common.auth import authorize, bearer_token, token_settings, verify_token
 from services.common.errors import (
+    BACKEND_UNAVAILABLE,
+    BACKEND_UNAVAILABLE_MESSAGE,
     DeadlineExceeded,
     InvalidArgument,
     VocregError,
@@ -157,6 +159,10 @@ class ServiceForwarder:
                     message = "internal error"
                     log.error("%s: the worker failed with %s", full_name, exc.exc_type,
                               extra={"fields": {"call_id": call_id}})
+                elif exc.exc_type in BACKEND_UNAVAILABLE:
+                    message, details = BACKEND_UNAVAILABLE_MESSAGE, {"reason": "BACKEND_UNAVAILABLE"}
+                    log.warning("%s: the worker could not reach its backend (%s)", full_name,
+                                exc.exc_type, extra={"fields": {"call_id": call_id}})
                 else:
                     message, details = exc.value, remote_details(exc.exc_type, exc.exc_args)
             except CallTimeout:

@@ -73,3 +73,18 @@ def test_make_run_stops_when_a_child_dies_at_its_first_start(monkeypatch):
 
 def test_the_restart_pause_is_capped():
     assert [run.restart_delay(n) for n in (1, 2, 3, 6, 7, 20)] == [1, 2, 4, 30, 30, 30]
+
+
+def test_a_worker_that_cannot_reach_its_backend_is_unavailable_not_internal():
+    import builtins
+
+    import amqp.exceptions
+    import grpc
+    import kombu.exceptions
+
+    from services.common.errors import BACKEND_UNAVAILABLE, grpc_status_for
+
+    modules = (pymongo.errors, kombu.exceptions, amqp.exceptions, builtins)
+    for name in BACKEND_UNAVAILABLE:  # each is the name of a real exception type
+        assert any(isinstance(getattr(m, name, None), type) for m in modules), name
+        assert grpc_status_for(name) == grpc.StatusCode.UNAVAILABLE
