@@ -48,6 +48,7 @@ from services.common.api import CallContext, rpc
 from services.common.auth import Identity
 from services.common.clock import ClockProvider
 from services.common.consumer import QueueConsumer
+from services.common.dead_letters import DEAD_LETTERS, DELIVERY_HEADER
 from services.common.errors import Conflict, ContractViolation, DeadlineExceeded, Unavailable
 from services.common.metrics import WORKER_CALLS, WORKER_LATENCY, serve
 from services.common.uow import HEARTBEAT_INTERVAL
@@ -136,11 +137,10 @@ def on_event(producer: str, event_type: str):
 #   (a handler's bug: running it again changes nothing), or the last delivery's transient
 #   failure: the event is kept in the consumer's own database, collection DEAD_LETTERS, with
 #   the reason and the error, counted in vocreg_dead_letters_total and logged at ERROR, then
-#   acked. An operator replays it once the cause is fixed.
+#   acked. `python -m services.common.dead_letters replay <service>` replays it once the cause
+#   is fixed.
 # If even that fails (the database is down too), the event goes back to its queue (requeue)
 # after a pause: it is acked only once handled or kept.
-DELIVERY_HEADER = "vocreg.delivery"
-DEAD_LETTERS = "dead_letters"
 MAX_DEAD_LETTER_BODY = 1 << 20
 TRANSIENT_ERRORS = (Conflict, Unavailable, DeadlineExceeded, pymongo.errors.ConnectionFailure,
                     kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError,

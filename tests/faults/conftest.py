@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from services.common.spec import registry
+from tests import database
 from tests.faults import broker
 from tests.platform import Platform
 
@@ -43,6 +44,9 @@ def node():
 
 @pytest.fixture(scope="session")
 def plat(node, tmp_path_factory):
+    # The session's database server keeps its store on disk, so the suite can stop and start
+    # it (tests/database.py starts it on first use).
+    database.server(on_disk=True)
     # Every filing of the suite is in one district for one occupation: lift its quota.
     started = Platform(tmp_path_factory.mktemp("faults"), services=SERVICES, broker=node.amqp_uri,
                        FILING_DISTRICT_QUOTA=100000, EVENT_RETRY_DELAY=0.2).start()

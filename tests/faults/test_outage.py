@@ -9,6 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from services.common.spec import spec
+from tests import database
 from tests.e2e.grpc_client import Filing
 from tests.faults.conftest import FIGURES, SERVICES
 from tests.faults.load import Load, check_nothing_lost
@@ -17,7 +18,7 @@ from tests.platform import eventually
 pytestmark = pytest.mark.faults
 
 # Each test files its own institutions (numbers from here on).
-FIRST = {5: 10_000, 30: 20_000, "kill": 30_000}
+FIRST = {5: 10_000, 30: 20_000, "kill": 30_000, "database": 40_000}
 
 
 def workers_alive(plat) -> None:
@@ -83,3 +84,23 @@ def _code(public):
         return None
     except grpc.RpcError as exc:
         return exc.code() if exc.code() == grpc.StatusCode.UNAVAILABLE else None
+
+
+def test_the_workers_ride_out_a_database_outage_under_load(plat):
+    server = database.server()
+    if server.storage is None:
+        pytest.skip("the session's database server keeps its store in memory")
+    with Load(plat, FIRST["database"]) as load:
+        time.sleep(2.0)
+        server.stop()
+        time.sleep(5.0)
+        server.start()
+        back = time.monotonic()
+        before = len(load.filed)
+        eventually(lambda: len(load.filed) > before, timeout=60, what="a filing after it")
+        FIGURES["recovery_seconds"]["a 5 s database outage (the next filing)"] = \
+            time.monotonic() - back
+        workers_alive(plat)
+    assert load.failures == [], load.failures[:5]
+    workers_alive(plat)
+    check_nothing_lost(plat, load.filed)

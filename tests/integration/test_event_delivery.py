@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from services.certificates import handlers
 from services.certificates.service import CertificateRegistryService
+from services.common.dead_letters import replay, select
 from services.common.entrypoints import DEAD_LETTERS, DELIVERY_HEADER
 from services.common.errors import Conflict
 from tests.support import uscc
@@ -119,3 +120,18 @@ def test_a_handler_bug_is_kept_as_a_dead_letter_at_once(registry, rabbit_config,
     [letter] = eventually(dead_letters, what="a dead letter")
     assert letter["reason"] == "handler_failed" and letter["error"].startswith("KeyError")
     assert letter["handler"] == "on_institution_suspended" and calls == ["ev-bug"]
+
+
+def test_a_dead_letter_replayed_once_the_cause_is_fixed_is_handled(registry, rabbit_config,
+                                                                   failing, monkeypatch):
+    calls = failing(KeyError("status"))
+    event_dispatcher(rabbit_config)("filing", "InstitutionFiled", filed("ev-replay"))
+    [letter] = eventually(dead_letters, what="a dead letter")
+    monkeypatch.undo()  # the bug is fixed
+    letters = get_db("certificates")[DEAD_LETTERS]
+    assert replay(letters, rabbit_config["AMQP_URI"], select(reason="handler_failed")) == 1
+    eventually(lambda: get_db("certificates")["processed_events"].find_one(
+        {"_id": "filing_status_changed:ev-replay"}), what="the replayed event handled")
+    assert dead_letters() == [] and calls == ["ev-replay"]
+    view = get_db("certificates")["institution_status"].find_one({"_id": uscc(1)})
+    assert view["status"] == "INSTITUTION_STATUS_ACTIVE"
