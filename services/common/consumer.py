@@ -71,6 +71,33 @@ class QueueConsumer(messaging.QueueConsumer):
             log.warning("message not %sed (%s: %s); the broker delivers it again", action,
                         type(exc).__name__, str(exc)[:200])
 
+    def on_decode_error(self, message, exc):
+        """A message whose body cannot be decoded (not JSON, a content type not accepted):
+        kombu's default logs it and acks it, gone. An event goes to its handler's dead
+        letters instead (entrypoints.EventHandler.undecodable); anything else is logged and
+        acked as before (the edge and nameko only ever send JSON)."""
+        provider = self.provider_of(message)
+        keep = getattr(provider, "undecodable", None)
+        if keep is not None:
+            try:
+                keep(message, exc)
+                return
+            except Exception:
+                log.exception("an undecodable message could not be kept")
+                self.requeue_message(message)
+                return
+        log.error("an undecodable message was dropped (%s: %s)", type(exc).__name__,
+                  str(exc)[:200])
+        self.ack_message(message)
+
+    def provider_of(self, message):
+        """The entrypoint whose consumer received `message`, or None."""
+        tag = (message.delivery_info or {}).get("consumer_tag")
+        for provider, consumer in self._consumers.items():
+            if tag in getattr(consumer, "_active_tags", {}).values():
+                return provider
+        return None
+
     @contextmanager
     def establish_connection(self):
         # kombu's ConsumerMixin.establish_connection with a short retry interval.

@@ -201,6 +201,14 @@ class EventHandler(nameko_events.EventHandler):
                           self.method_name)
             self.queue_consumer.requeue_message(message)
 
+    def undecodable(self, message, exc: Exception) -> None:
+        """The body did not decode (services/common/consumer.py): a contract violation."""
+        EVENTS_REJECTED.labels(self.container.service_name,
+                               f"{self.source_service}.{self.event_type}").inc()
+        self._dead_letter(message, "contract_violation",
+                          ContractViolation(f"undecodable body: {type(exc).__name__}: {exc}"),
+                          delivery_number(message))
+
     def _settle(self, message, exc: BaseException | None) -> None:
         delivery = delivery_number(message)
         outcome = event_disposition(exc, delivery, self.max_deliveries)

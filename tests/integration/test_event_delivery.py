@@ -135,3 +135,21 @@ def test_a_dead_letter_replayed_once_the_cause_is_fixed_is_handled(registry, rab
     assert dead_letters() == [] and calls == ["ev-replay"]
     view = get_db("certificates")["institution_status"].find_one({"_id": uscc(1)})
     assert view["status"] == "INSTITUTION_STATUS_ACTIVE"
+
+
+def test_an_undecodable_event_is_kept_as_a_dead_letter(registry, rabbit_config):
+    from kombu import Connection, Exchange
+
+    with Connection(rabbit_config["AMQP_URI"]) as connection:
+        producer = connection.Producer()
+        exchange = Exchange("filing.events", type="topic", durable=True)
+        producer.publish(b"{not json", exchange=exchange, routing_key="InstitutionFiled",
+                         content_type="application/json", content_encoding="utf-8")
+        producer.publish(b"plain words", exchange=exchange, routing_key="FilingExpired",
+                         content_type="text/plain", content_encoding="utf-8")
+    letters = eventually(lambda: len(dead_letters()) == 2 and dead_letters(),
+                         what="two dead letters")
+    assert {(d["handler"], d["reason"], d["body"]) for d in letters} == {
+        ("on_institution_filed", "contract_violation", "{not json"),
+        ("on_filing_expired", "contract_violation", "plain words")}
+    assert all(d["error"].startswith("ContractViolation: undecodable body") for d in letters)
