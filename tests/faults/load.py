@@ -150,7 +150,7 @@ def check_nothing_lost(plat, filed: list[int], timeout: float = 60.0) -> None:
             FIGURES["duplicated"] += 1
     deadline = time.monotonic() + timeout
     while True:
-        known = {d["_id"]: d["status"] for d in certificates["institution_status"].find(
+        known = {d["_id"]: d.get("status") for d in certificates["institution_status"].find(
             {"_id": {"$in": ids}}, {"status": 1})}
         missing = [i for i in ids if known.get(i) != "INSTITUTION_STATUS_ACTIVE"]
         if not missing or time.monotonic() > deadline:
