@@ -7,7 +7,9 @@ BENCH_ROUNDS rounds (default 3) with the range:
     (sequential p50), edge ListRegister throughput against a bare nameko echo at 1, 8 and 32
     concurrent callers;
   - certificates (tests/bench/certificates_bench.py): issuing 10,000 against inserting them,
-    verification against the edge's bare round trip.
+    verification against the edge's bare round trip;
+  - the decision log (tests/bench/merkle_bench.py): 10,000 appends and 10,000 inclusion proofs
+    against hashing the same leaves (BENCH_ONLY=merkle runs only these: no database).
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
 The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
@@ -123,6 +125,12 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "machine": machine(), "rounds": ROUNDS}
+    from tests.bench import merkle_bench
+
+    results["merkle"] = merkle_bench.run(ROUNDS, summarise, print_rows)
+    if os.environ.get("BENCH_ONLY") == "merkle":
+        print(f"\nresults: {write_results(results)}")
+        return 0
     server = database.server(on_disk=True)
     print(f"database: secantusdb on {server.uri}, store on disk, writes journaled")
     try:
