@@ -3,9 +3,9 @@
 Each is its own process (grpcio and eventlet never share one). A worker or the edge that dies
 once it has been running is started again after a pause that doubles from RESTART_DELAY up to
 RESTART_DELAY_MAX (reset once it has run STABLE_AFTER seconds), each restart logged, as
-Kubernetes restarts a pod's container. One that dies within its first FIRST_START_GRACE seconds
-(a configuration or code problem: starting it again would not help) stops the others, and the
-exit code says so: a half-running platform is not left behind.
+Kubernetes restarts a pod's container. One that exits by itself with an error within its first
+FIRST_START_GRACE seconds (a configuration or code problem: starting it again would not help)
+stops the others, and the exit code says so: a half-running platform is not left behind.
 
 Before starting anything it checks, each in one line naming what to set: every port it will
 listen on (GRPC_PORT, HTTP_PORT, EDGE_METRICS_PORT, each worker's metrics port), the broker and the vhost
@@ -74,7 +74,9 @@ class Child:
         if code is None:
             return None
         ran = now - self.started_at
-        if self.starts == 1 and ran < FIRST_START_GRACE:
+        if self.starts == 1 and ran < FIRST_START_GRACE and code > 0:
+            # It stopped itself as it started: a configuration or code problem (killed by a
+            # signal, it is restarted like any crash).
             log.error(f"vocreg: {self.label} exited with {code} at start; stopping the rest")
             return "fatal"
         self.restarts_in_a_row = 1 if ran >= STABLE_AFTER else self.restarts_in_a_row + 1

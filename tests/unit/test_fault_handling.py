@@ -64,11 +64,19 @@ def test_make_run_restarts_a_dead_child_with_a_growing_pause(monkeypatch):
     assert child.restart_at == child.started_at + run.STABLE_AFTER + 1
 
 
-def test_make_run_stops_when_a_child_dies_at_its_first_start(monkeypatch):
+def test_make_run_stops_when_a_child_fails_at_its_first_start(monkeypatch):
     monkeypatch.setattr(run, "start", lambda cmd, env=None: FakeProcess(code=2))
     child = run.Child("edge", ["services.common.edge"])
     child.start()
     assert child.check(child.started_at + 1) == "fatal"
+
+
+def test_make_run_restarts_a_child_killed_right_after_its_start(monkeypatch):
+    monkeypatch.setattr(run, "start", lambda cmd, env=None: FakeProcess(code=-9))
+    child = run.Child("worker:filing", ["services.common.worker", "filing"])
+    child.start()
+    assert child.check(child.started_at + 1) is None
+    assert child.restart_at == child.started_at + 2
 
 
 def test_the_restart_pause_is_capped():
