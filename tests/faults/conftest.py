@@ -49,7 +49,10 @@ def plat(node, tmp_path_factory):
     database.server(on_disk=True)
     # Every filing of the suite is in one district for one occupation: lift its quota.
     made = Platform(tmp_path_factory.mktemp("faults"), services=SERVICES, broker=node.amqp_uri,
-                    FILING_DISTRICT_QUOTA=100000, EVENT_RETRY_DELAY=0.2)
+                    FILING_DISTRICT_QUOTA=100000, EVENT_RETRY_DELAY=0.2,
+                    # Events a broker outage left unpublished go out with the relay's next
+                    # rounds: every 2 s here, not every 30 s.
+                    SWEEP_INTERVAL=2)
     # The load and the fuzz call public RPCs anonymously from one address, far more often
     # than the edge's per-address limit allows: the limit is not what this suite tests.
     made.edge_env = {"PUBLIC_RATE_LIMIT": "0"}
