@@ -54,6 +54,8 @@ class BrokerNode:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.home / "enabled_plugins"),
             "RABBITMQ_CONF_ENV_FILE": str(self.home / "rabbitmq-env.conf"),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # A node that fails leaves its crash dump here, never in the repository.
+            "ERL_CRASH_DUMP": str(self.home / "erl_crash.dump"),
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
         self.started = False
@@ -64,11 +66,11 @@ class BrokerNode:
 
     def ctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         return subprocess.run([_tool("rabbitmqctl"), "-n", self.name, *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+                              cwd=self.home, capture_output=True, text=True, timeout=timeout)
 
     def start(self, timeout: float = 60.0) -> BrokerNode:
-        subprocess.run([_tool("rabbitmq-server"), "-detached"], env=self.env, check=True,
-                       capture_output=True, timeout=30)
+        subprocess.run([_tool("rabbitmq-server"), "-detached"], env=self.env, cwd=self.home,
+                       check=True, capture_output=True, timeout=30)
         self.started = True
         deadline = time.monotonic() + timeout
         while not self.listening():
