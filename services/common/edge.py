@@ -48,7 +48,13 @@ from services.common.errors import (
     remote_details,
     rich_status,
 )
-from services.common.metrics import GRPC_CALLS, GRPC_LATENCY, serve
+from services.common.metrics import (
+    GRPC_HANDLED,
+    GRPC_HANDLING,
+    GRPC_STARTED,
+    SERVICE_SERVING,
+    serve,
+)
 from services.common.protos import access_policies, from_dict, service_proto, to_dict
 from services.common.spec import registry
 
@@ -136,11 +142,14 @@ class ServiceForwarder:
     def _handler(self, method: str, request_class, response_class):
         full_name = f"/{self.proto.full_name}/{method}"
         request_type = request_class.DESCRIPTOR.full_name
-        latency = GRPC_LATENCY.labels(full_name)
+        labels = ("unary", self.proto.full_name, method)
+        latency = GRPC_HANDLING.labels(*labels)
+        started_count = GRPC_STARTED.labels(*labels)
         counters = {}  # code -> the method's counter child, looked up once
 
         def handle(request, context: grpc.ServicerContext):
             started = time.perf_counter()
+            started_count.inc()
             call_id = uuid.uuid4().hex
             code, message, details, response, caller = grpc.StatusCode.OK, "", None, None, []
             try:
@@ -180,7 +189,7 @@ class ServiceForwarder:
             elapsed = time.perf_counter() - started
             counter = counters.get(code)
             if counter is None:
-                counter = counters[code] = GRPC_CALLS.labels(full_name, code.name)
+                counter = counters[code] = GRPC_HANDLED.labels(*labels, code.name)
             counter.inc()
             latency.observe(elapsed)
             identity = caller[0] if caller else None
@@ -240,10 +249,11 @@ class HealthWatcher(threading.Thread):
     def presence_changed(self, service: str, present: bool) -> None:
         """ConsumerWatch callback (its thread): act now, not at the next interval."""
         if not present:
-            self._set(service, False)
+            self.mark(service, False)
         self.wake.set()
 
-    def _set(self, service: str, serving: bool) -> None:
+    def mark(self, service: str, serving: bool) -> None:
+        SERVICE_SERVING.labels(service_proto(service).full_name).set(1 if serving else 0)
         self.servicer.set(service_proto(service).full_name,
                           health_pb2.HealthCheckResponse.SERVING if serving
                           else health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -258,7 +268,7 @@ class HealthWatcher(threading.Thread):
                     serving = True
                 except Exception as exc:
                     log.warning("health: %s worker not answering (%s)", name, type(exc).__name__)
-            self._set(name, serving)
+            self.mark(name, serving)
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -430,9 +440,9 @@ def run(args) -> None:
     except OSError as exc:
         raise SystemExit(f"edge: cannot serve metrics on port {settings.metrics_port} "
                          f"({exc.strerror}); set EDGE_METRICS_PORT") from None
-    for name in services:
-        health_servicer.set(service_proto(name).full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
     watcher = HealthWatcher(health_servicer, client, watch, services, settings)
+    for name in services:
+        watcher.mark(name, False)
     watch.on_change = watcher.presence_changed
     watch.check_once()
     server.start()

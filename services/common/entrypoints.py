@@ -36,6 +36,7 @@ from services.common import config, idempotency
 from services.common.api import CallContext, rpc
 from services.common.auth import Identity
 from services.common.clock import ClockProvider
+from services.common.errors import grpc_status_for
 from services.common.metrics import WORKER_CALLS, WORKER_LATENCY, serve
 from services.common.uow import HEARTBEAT_INTERVAL
 
@@ -47,7 +48,7 @@ SWEEP_INTERVAL = config.sweep_interval()
 EVENTS_REJECTED = Counter(
     "vocreg_events_rejected_total",
     "Incoming events that do not fit their producer's message (a contract break).",
-    ["service", "event_type"])
+    ["event_type"])
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def on_event(producer: str, event_type: str):
             try:
                 event = parse_event(producer, event_type, body)
             except ContractViolation:
-                EVENTS_REJECTED.labels(self.name, f"{producer}.{event_type}").inc()
+                EVENTS_REJECTED.labels(f"{producer}.{event_type}").inc()
                 raise
             return method(self, event)
 
@@ -109,7 +110,8 @@ def on_event(producer: str, event_type: str):
 
 
 class WorkerMetrics(DependencyProvider):
-    """Times every entrypoint of the service and counts outcomes by exception type."""
+    """Times every entrypoint of the service and counts its outcomes, spelled as the gRPC code
+    the edge answers for them (a deliberate refusal's code; INTERNAL for anything else)."""
 
     def setup(self):
         self._started = {}
@@ -120,12 +122,11 @@ class WorkerMetrics(DependencyProvider):
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
         started = self._started.pop(worker_ctx, None)
-        service = self.container.service_name
         entrypoint = worker_ctx.entrypoint.method_name
-        outcome = "ok" if exc_info is None else exc_info[0].__name__
-        WORKER_CALLS.labels(service, entrypoint, outcome).inc()
+        code = "OK" if exc_info is None else grpc_status_for(exc_info[0].__name__).name
+        WORKER_CALLS.labels(entrypoint, code).inc()
         if started is not None:
-            WORKER_LATENCY.labels(service, entrypoint).observe(time.perf_counter() - started)
+            WORKER_LATENCY.labels(entrypoint).observe(time.perf_counter() - started)
 
     def get_dependency(self, worker_ctx):
         return None
