@@ -23,6 +23,7 @@ def certificate_view(cert) -> dict:
         "late_reported": cert.late_reported,
         "status": cert.status,
         "invalidation": _drop_empty(dict(cert.invalidation or {})),
+        "history": [_drop_empty(dict(h)) for h in cert.history or ()],
     })
 
 
@@ -48,6 +49,7 @@ def verification_view(cert) -> dict:
         "issuer_name": cert.issuer_name,
         "reason": invalidation.get("reason"),
         "effective_on": invalidation.get("effective_on"),
+        "operation_id": invalidation.get("operation_id"),
     })
 
 

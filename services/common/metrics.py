@@ -40,6 +40,15 @@ SERVICE_SERVING = Gauge(
     "vocreg_edge_service_serving",
     "1 while the edge sees a worker of the service consuming and answering its health check "
     "(what its gRPC health service reports for the service), else 0.", ["grpc_service"])
+HTTP_CALLS = Counter(
+    "vocreg_http_calls_total", "HTTP/JSON calls answered by the edge's gateway, by RPC (or "
+    "page) and the gRPC code of the answer.", ["method", "grpc_code"])
+HTTP_LATENCY = Histogram(
+    "vocreg_http_call_seconds", "HTTP/JSON latency at the edge's gateway.", ["method"],
+    buckets=LATENCY_BUCKETS)
+RATE_LIMITED = Counter(
+    "vocreg_rate_limited_total", "Calls of public RPCs refused over the per-address rate limit "
+    "(RESOURCE_EXHAUSTED / HTTP 429), gRPC and HTTP together.", ["method"])
 EVENTS_PUBLISHED = Counter(
     "vocreg_events_total", "Business events published, by type (each state change is one).",
     ["event_type"])

@@ -7,7 +7,16 @@ BENCH_ROUNDS rounds (default 3) with the range:
     (sequential p50), edge ListRegister throughput against a bare nameko echo at 1, 8 and 32
     concurrent callers;
   - certificates (tests/bench/certificates_bench.py): issuing 10,000 against inserting them,
-    verification against the edge's bare round trip.
+    verification against the edge's bare round trip;
+  - grading (tests/bench/grading_bench.py): ComputeGrades over 10,000 institutions x 58
+    indicators, its scoring against the same arithmetic in plain numpy (goal <= 3x), the whole
+    call (goal < 5 s), and another call's latency while it runs;
+  - courses (tests/bench/courses_bench.py): the reuse check of a new 3,000-character course
+    against 10,000 stored courses, against hashing the new course alone;
+  - the decision log (tests/bench/merkle_bench.py): 10,000 appends and 10,000 inclusion proofs
+    against hashing the same leaves (BENCH_ONLY=merkle runs only these: no database).
+  - inspection (tests/bench/inspection_bench.py): a draw over 100,000 institutions and its
+    verification against hashing the same ids once; the worker's other calls during a draw.
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
 The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
@@ -123,13 +132,24 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "machine": machine(), "rounds": ROUNDS}
+    from tests.bench import merkle_bench
+
+    results["merkle"] = merkle_bench.run(ROUNDS, summarise, print_rows)
+    if os.environ.get("BENCH_ONLY") == "merkle":
+        print(f"\nresults: {write_results(results)}")
+        return 0
     server = database.server(on_disk=True)
     print(f"database: secantusdb on {server.uri}, store on disk, writes journaled")
     try:
         edge_rows(results)
         if os.environ.get("BENCH_ONLY") != "edge":
-            from tests.bench import certificates_bench
+            from tests.bench import certificates_bench, courses_bench
             certificates_bench.run(print)
+            from tests.bench import inspection_bench
+            inspection_bench.run(print)
+            results["courses"] = courses_bench.run(print)
+            from tests.bench import grading_bench
+            grading_bench.run(print)
     finally:
         database.stop_server()
     results["machine"]["load_average_after"] = os.getloadavg()

@@ -137,9 +137,17 @@ def all_expressions() -> list[str]:
     return exprs
 
 
+# Metrics a single service exports, and its name: an alert on them is written with the rules,
+# and must read a metric that exists once that service is declared (before, it cannot fire).
+OWNED_BY = {"vocreg_escrow_conservation_breaches": "escrow",
+            "vocreg_report_editions_overdue": "reporting"}
+
+
 def test_rules_and_dashboards_read_only_metrics_that_exist():
     """A renamed metric must not leave an alert that can never fire or an empty panel."""
-    exported = set(exported_metrics())
+    declared = {spec.name for spec in SPECS}
+    exported = set(exported_metrics()) | {m for m, owner in OWNED_BY.items()
+                                          if owner not in declared}
     recorded = {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"]
                 for r in g["rules"] if "record" in r}
     known = exported | recorded

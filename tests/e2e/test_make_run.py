@@ -38,7 +38,7 @@ def run_env(vhost: str, **extra) -> dict:
                 # The session's test database server: each service its vocreg_<service> there.
                 "MONGO_URI": database.server().uri,
                 "GRPC_PORT": str(free_port()), "EDGE_METRICS_PORT": str(free_port()),
-                "METRICS_PORT": str(free_port()), "EDGE_HEALTH_INTERVAL": "0.5"})
+                "HTTP_PORT": str(free_port()), "METRICS_PORT": str(free_port()), "EDGE_HEALTH_INTERVAL": "0.5"})
     env.update(extra)
     return env
 
@@ -87,13 +87,19 @@ def test_make_run_listens_where_the_variables_say_and_stops_cleanly(vhost):
             except grpc.RpcError:
                 return False
 
-        eventually(serving, timeout=60, what="every service SERVING on GRPC_PORT")
+        # Every declared service starts its worker at once: on 2 busy cores, importing and
+        # connecting eight of them takes a while; a quiet machine serves in ~15 s.
+        eventually(serving, timeout=180, what="every service SERVING on GRPC_PORT")
         first = min(s.metrics_port for s in registry().values())
         for spec in registry().values():
             port = base + spec.metrics_port - first
             assert requests.get(f"http://localhost:{port}/metrics", timeout=5).ok
         assert requests.get(f"http://localhost:{env['EDGE_METRICS_PORT']}/metrics",
                             timeout=5).ok
+        # make run serves HTTP/JSON and the public page on HTTP_PORT.
+        page = requests.get(f"http://localhost:{env['HTTP_PORT']}/", timeout=5)
+        assert page.ok and "证书" in page.text
+        assert requests.get(f"http://localhost:{env['HTTP_PORT']}/v1/areas", timeout=10).ok
         channel.close()
     finally:
         proc.send_signal(signal.SIGINT)
@@ -102,7 +108,7 @@ def test_make_run_listens_where_the_variables_say_and_stops_cleanly(vhost):
     assert f"gRPC edge on localhost:{env['GRPC_PORT']}" in out
 
 
-@pytest.mark.parametrize("variable", ["GRPC_PORT", "EDGE_METRICS_PORT", "METRICS_PORT",
+@pytest.mark.parametrize("variable", ["GRPC_PORT", "HTTP_PORT", "EDGE_METRICS_PORT", "METRICS_PORT",
                                       "CERTIFICATES_METRICS_PORT"])
 def test_a_port_in_use_is_one_line_naming_the_port_and_the_variable(vhost, variable):
     port = free_port()
