@@ -42,6 +42,8 @@ from services.common.amqp_rpc import (
 )
 from services.common.auth import authorize, bearer_token, token_settings, verify_token
 from services.common.errors import (
+    BACKEND_UNAVAILABLE,
+    BACKEND_UNAVAILABLE_MESSAGE,
     DeadlineExceeded,
     InvalidArgument,
     VocregError,
@@ -229,6 +231,11 @@ class ServiceForwarder:
                 outcome.message = "internal error"
                 log.error("%s: the worker failed with %s", full_name, exc.exc_type,
                           extra={"fields": {"call_id": outcome.call_id}})
+            elif exc.exc_type in BACKEND_UNAVAILABLE:
+                outcome.message = BACKEND_UNAVAILABLE_MESSAGE
+                outcome.details = {"reason": "BACKEND_UNAVAILABLE"}
+                log.warning("%s: the worker could not reach its backend (%s)", full_name,
+                            exc.exc_type, extra={"fields": {"call_id": outcome.call_id}})
             else:
                 outcome.message = exc.value
                 outcome.details = remote_details(exc.exc_type, exc.exc_args)

@@ -17,6 +17,8 @@ BENCH_ROUNDS rounds (default 3) with the range:
     against hashing the same leaves (BENCH_ONLY=merkle runs only these: no database).
   - inspection (tests/bench/inspection_bench.py): a draw over 100,000 institutions and its
     verification against hashing the same ids once; the worker's other calls during a draw.
+  - escrow (tests/bench/escrow_bench.py): 10,000 ledger transfers in batches through gRPC
+    against inserting the same entry documents directly (goal at most 2x).
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
 The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
@@ -150,6 +152,8 @@ def main() -> int:
             results["courses"] = courses_bench.run(print)
             from tests.bench import grading_bench
             grading_bench.run(print)
+            from tests.bench import escrow_bench
+            escrow_bench.run(print)
     finally:
         database.stop_server()
     results["machine"]["load_average_after"] = os.getloadavg()
