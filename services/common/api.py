@@ -58,7 +58,7 @@ class _Responder(nameko_rpc.Responder):
 REPLIES_UNSENT = Counter(
     "vocreg_rpc_replies_unsent_total",
     "RPC replies a worker could not publish (the broker was gone): the request went back to "
-    "its queue, or was dropped if it had already come back once.", ["service", "outcome"])
+    "its queue, or was dropped if it had already come back once.", ["outcome"])
 
 
 class _RpcConsumer(nameko_rpc.RpcConsumer):
@@ -76,8 +76,7 @@ class _RpcConsumer(nameko_rpc.RpcConsumer):
             result, exc_info = responder.send_response(result, exc_info)
         except Exception as exc:  # the broker is gone, after the publisher's own retries
             again = not message.delivery_info.get("redelivered")
-            REPLIES_UNSENT.labels(self.container.service_name,
-                                  "requeued" if again else "dropped").inc()
+            REPLIES_UNSENT.labels("requeued" if again else "dropped").inc()
             log.warning("reply to %s not sent (%s); the request is %s",
                         message.delivery_info.get("routing_key"), type(exc).__name__,
                         "put back on its queue" if again else "dropped (it came back once)")

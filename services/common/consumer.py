@@ -44,7 +44,7 @@ RECONNECT_INTERVAL_MAX = 2.0
 UNSETTLED = Counter(
     "vocreg_unsettled_messages_total",
     "Messages a worker could not ack or requeue because its broker connection was gone; the "
-    "broker delivers them again.", ["service", "action"])
+    "broker delivers them again.", ["action"])
 
 
 class QueueConsumer(messaging.QueueConsumer):
@@ -60,14 +60,14 @@ class QueueConsumer(messaging.QueueConsumer):
     def _settle(self, message, action: str) -> None:
         channel = message.channel
         if channel is None or not channel.connection:
-            UNSETTLED.labels(self.container.service_name, action).inc()
+            UNSETTLED.labels(action).inc()
             log.info("message not %sed: its connection is closed; the broker delivers it "
                      "again", action)
             return
         try:
             getattr(message, action)()
         except Exception as exc:  # a reset socket, a closed channel: never the container's end
-            UNSETTLED.labels(self.container.service_name, action).inc()
+            UNSETTLED.labels(action).inc()
             log.warning("message not %sed (%s: %s); the broker delivers it again", action,
                         type(exc).__name__, str(exc)[:200])
 

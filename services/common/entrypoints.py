@@ -49,7 +49,13 @@ from services.common.auth import Identity
 from services.common.clock import ClockProvider
 from services.common.consumer import QueueConsumer
 from services.common.dead_letters import DEAD_LETTERS, DELIVERY_HEADER
-from services.common.errors import Conflict, ContractViolation, DeadlineExceeded, Unavailable
+from services.common.errors import (
+    Conflict,
+    ContractViolation,
+    DeadlineExceeded,
+    Unavailable,
+    grpc_status_for,
+)
 from services.common.metrics import WORKER_CALLS, WORKER_LATENCY, serve
 from services.common.uow import HEARTBEAT_INTERVAL
 
@@ -64,7 +70,7 @@ DEFAULT_EVENT_RETRY_MAX_DELAY = 30.0
 EVENTS_REJECTED = Counter(
     "vocreg_events_rejected_total",
     "Incoming events that do not fit their producer's message (a contract break).",
-    ["service", "event_type"])
+    ["event_type"])
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def on_event(producer: str, event_type: str):
             try:
                 event = parse_event(producer, event_type, body)
             except ContractViolation:
-                EVENTS_REJECTED.labels(self.name, f"{producer}.{event_type}").inc()
+                EVENTS_REJECTED.labels(f"{producer}.{event_type}").inc()
                 raise
             return method(self, event)
 
@@ -150,11 +156,11 @@ EXPECTED_EVENT_ERRORS = (ContractViolation, *TRANSIENT_ERRORS)
 DEAD_LETTERED = Counter(
     "vocreg_dead_letters_total",
     "Events a worker could not handle and kept in its database's dead_letters collection.",
-    ["service", "event_type", "reason"])
+    ["event_type", "reason"])
 EVENT_RETRIES = Counter(
     "vocreg_event_retries_total",
     "Events delivered again after a transient failure of their handler.",
-    ["service", "event_type"])
+    ["event_type"])
 
 
 def event_disposition(exc: BaseException | None, delivery: int, max_deliveries: int) -> str:
@@ -203,8 +209,7 @@ class EventHandler(nameko_events.EventHandler):
 
     def undecodable(self, message, exc: Exception) -> None:
         """The body did not decode (services/common/consumer.py): a contract violation."""
-        EVENTS_REJECTED.labels(self.container.service_name,
-                               f"{self.source_service}.{self.event_type}").inc()
+        EVENTS_REJECTED.labels(f"{self.source_service}.{self.event_type}").inc()
         self._dead_letter(message, "contract_violation",
                           ContractViolation(f"undecodable body: {type(exc).__name__}: {exc}"),
                           delivery_number(message))
@@ -237,7 +242,7 @@ class EventHandler(nameko_events.EventHandler):
                         type(exc).__name__, type(publish_failure).__name__)
             self.queue_consumer.requeue_message(message)
             return
-        EVENT_RETRIES.labels(self.container.service_name, self.event_type).inc()
+        EVENT_RETRIES.labels(f"{self.source_service}.{self.event_type}").inc()
         log.warning("%s: %s %s failed (%s: %s); delivery %d of %d in %.1fs", self.method_name,
                     self.event_type, event_id_of(message), type(exc).__name__,
                     str(exc)[:200], delivery + 1, self.max_deliveries, delay)
@@ -263,7 +268,7 @@ class EventHandler(nameko_events.EventHandler):
             eventlet.sleep(pause)
             self.queue_consumer.requeue_message(message)
             return
-        DEAD_LETTERED.labels(service, f"{self.source_service}.{self.event_type}", reason).inc()
+        DEAD_LETTERED.labels(f"{self.source_service}.{self.event_type}", reason).inc()
         log.error("%s: %s %s kept as a dead letter (%s after %d deliveries: %s)",
                   self.method_name, self.event_type, event_id, reason, delivery,
                   type(exc).__name__, extra={"fields": {
@@ -322,7 +327,8 @@ def _setting_float(worker_config: dict, key: str, default: float) -> float:
 
 
 class WorkerMetrics(DependencyProvider):
-    """Times every entrypoint of the service and counts outcomes by exception type."""
+    """Times every entrypoint of the service and counts its outcomes, spelled as the gRPC code
+    the edge answers for them (a deliberate refusal's code; INTERNAL for anything else)."""
 
     def setup(self):
         self._started = {}
@@ -333,12 +339,11 @@ class WorkerMetrics(DependencyProvider):
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
         started = self._started.pop(worker_ctx, None)
-        service = self.container.service_name
         entrypoint = worker_ctx.entrypoint.method_name
-        outcome = "ok" if exc_info is None else exc_info[0].__name__
-        WORKER_CALLS.labels(service, entrypoint, outcome).inc()
+        code = "OK" if exc_info is None else grpc_status_for(exc_info[0].__name__).name
+        WORKER_CALLS.labels(entrypoint, code).inc()
         if started is not None:
-            WORKER_LATENCY.labels(service, entrypoint).observe(time.perf_counter() - started)
+            WORKER_LATENCY.labels(entrypoint).observe(time.perf_counter() - started)
 
     def get_dependency(self, worker_ctx):
         return None

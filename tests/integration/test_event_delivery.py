@@ -70,15 +70,13 @@ def dead_letters() -> list[dict]:
 
 def test_a_conflict_is_delivered_again_until_it_is_handled(registry, rabbit_config, failing):
     calls = failing(Conflict("status kept changing"), times=2)
-    before = metric("vocreg_event_retries_total", service="certificates",
-                    event_type="InstitutionFiled")
+    before = metric("vocreg_event_retries_total", event_type="filing.InstitutionFiled")
     event_dispatcher(rabbit_config)("filing", "InstitutionFiled", filed("ev-retry"))
     eventually(lambda: len(calls) >= 3, what="three deliveries")
     eventually(lambda: get_db("certificates")["processed_events"].find_one(
         {"_id": "filing_status_changed:ev-retry"}), what="the event handled")
     assert calls == ["ev-retry"] * 3
-    assert metric("vocreg_event_retries_total", service="certificates",
-                  event_type="InstitutionFiled") == before + 2
+    assert metric("vocreg_event_retries_total", event_type="filing.InstitutionFiled") == before + 2
     assert dead_letters() == []
 
 
@@ -97,8 +95,8 @@ def test_a_transient_failure_that_lasts_is_kept_as_a_dead_letter(registry, rabbi
 
 
 def test_an_event_that_breaks_its_contract_is_kept_as_a_dead_letter(registry, rabbit_config):
-    before = metric("vocreg_dead_letters_total", service="certificates",
-                    event_type="filing.InstitutionFiled", reason="contract_violation")
+    before = metric("vocreg_dead_letters_total", event_type="filing.InstitutionFiled",
+                    reason="contract_violation")
     dispatch = event_dispatcher(rabbit_config)
     dispatch("filing", "InstitutionFiled", {"meta": {"occurred_at": "2026-11-21T01:00:00Z"},
                                             "institution_id": uscc(1)})  # no event id
@@ -109,8 +107,8 @@ def test_an_event_that_breaks_its_contract_is_kept_as_a_dead_letter(registry, ra
     assert {d["reason"] for d in letters} == {"contract_violation"}
     assert {d["event_id"] for d in letters} == {"", "ev-noid", "ev-type"}
     assert all(d["deliveries"] == 1 for d in letters)  # never retried: it would fail again
-    assert metric("vocreg_dead_letters_total", service="certificates",
-                  event_type="filing.InstitutionFiled", reason="contract_violation") == before + 3
+    assert metric("vocreg_dead_letters_total", event_type="filing.InstitutionFiled",
+                  reason="contract_violation") == before + 3
 
 
 def test_a_handler_bug_is_kept_as_a_dead_letter_at_once(registry, rabbit_config, failing):
