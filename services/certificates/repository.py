@@ -9,6 +9,10 @@ from services.common.repository import keyset_page
 from services.common.uow import Repository
 
 PENDING, DONE = "PENDING", "DONE"
+# Certificates per insert: pymongo encodes a whole insert_many before it sends it (10,000
+# documents held the worker's hub for about 30 ms); 1,000 a round trip cost no measurable
+# throughput on the local server.
+INSERT_CHUNK = 1_000
 
 
 class CertificatesRepository(Repository):
@@ -46,17 +50,22 @@ class CertificatesRepository(Repository):
         return Certificate.objects(operation_id=operation_id).count()
 
     def insert_certificates(self, docs: list[dict], batch_id: str) -> set:
-        """Insert in one round trip; return the numbers actually written (a concurrent upload
-        of the same rows wins the duplicate keys)."""
+        """Insert in round trips of INSERT_CHUNK documents (between them, and while the database
+        writes, the worker's other calls get their turn); return the numbers actually written
+        (a concurrent upload of the same rows wins the duplicate keys)."""
         if not docs:
             return set()
         collection = Certificate._get_collection()
-        try:
-            collection.insert_many(docs, ordered=False)
+        lost = False
+        for start in range(0, len(docs), INSERT_CHUNK):
+            try:
+                collection.insert_many(docs[start:start + INSERT_CHUNK], ordered=False)
+            except BulkWriteError:
+                lost = True
+        if not lost:
             return {d["certificate_number"] for d in docs}
-        except BulkWriteError:
-            return {c["certificate_number"]
-                    for c in collection.find({"batch_id": batch_id}, {"certificate_number": 1})}
+        return {c["certificate_number"]
+                for c in collection.find({"batch_id": batch_id}, {"certificate_number": 1})}
 
     def counts(self, match: dict, by_institution: bool) -> list[dict]:
         """Certificates matching `match` counted per (institution,) occupation and level."""
