@@ -24,6 +24,7 @@ class Application(Aggregate):
             # At most one open application per institution, enforced by the database.
             {"fields": ["open_key"], "unique": True, "sparse": True},
             "institution_id",
+            "kind",  # ListApplications by kind
             ("state", "acceptance_due"),
             ("state", "supplement_due"),
         ],
@@ -63,8 +64,15 @@ class Institution(Aggregate):
         "indexes": [
             {"fields": ["filing_code"], "unique": True},
             ("status", "filing_code"),
+            # ListRegister's filters: the register's statuses and the occupation or district
+            # (an index serves a query here only when it covers the whole filter).
+            ("scope.occupation_code", "status", "filing_code"),
+            ("district_code", "status", "filing_code"),
             "scope.occupation_code",
             "district_code",
+            # ListPendingDecisions: open proposals and quota excesses awaiting a decision.
+            "proposals.state",
+            "quota_excess.state",
             # Quota seats (services/filing/domain/quotas.py): a seat token is held by one
             # institution at most, so two changes racing for an area's last seat cannot both
             # be written. Unique over the array's elements (a multikey index); documents with
