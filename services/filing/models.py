@@ -64,10 +64,12 @@ class Institution(Aggregate):
         "indexes": [
             {"fields": ["filing_code"], "unique": True},
             ("status", "filing_code"),
-            # ListRegister's filters: the register's statuses and the occupation or district
-            # (an index serves a query here only when it covers the whole filter).
+            # ListRegister's filters (one query per register status, services/common/
+            # repository.py keyset_page): the occupation or district, the status, then the key
+            # (the local server uses an index only when it covers the whole filter).
             ("scope.occupation_code", "status", "filing_code"),
             ("district_code", "status", "filing_code"),
+            ("scope.occupation_code", "district_code", "status", "filing_code"),
             "scope.occupation_code",
             "district_code",
             # ListPendingDecisions: open proposals and quota excesses awaiting a decision.

@@ -55,12 +55,13 @@ class FilingRepository(Repository):
 
     def register_page(self, occupation_code: str, district_code: str, size: int,
                       after: str | None):
-        query = Institution.objects(status__in=domain.REGISTER_STATUSES)
+        query = Institution.objects()
         if occupation_code:
             query = query.filter(scope__occupation_code=occupation_code)
         if district_code:
             query = query.filter(district_code=district_code)
-        return keyset_page(query, "filing_code", size, after)
+        return keyset_page(query, "filing_code", size, after,
+                           each_of=("status", domain.REGISTER_STATUSES))
 
     def count_filed(self, other_than: str | None = None) -> int:
         """Institutions on the register (active or suspended), `other_than` not counted."""
