@@ -342,7 +342,11 @@ def list_certificates(cmd, uow, clock, settings):
     if errors:
         raise InvalidArgument(errors)
     filters = domain.list_filters(request, institution_id, holder, start, end)
-    rows, last = uow.repo.list_page(filters, page.size, page.after)
+    if (start or end) and page.after is not None and not (
+            isinstance(page.after, list) and len(page.after) == 2
+            and all(isinstance(part, str) for part in page.after)):
+        raise InvalidArgument(paging.NOT_OURS, reason="PAGE_TOKEN_INVALID")  # a period's
+    rows, last = uow.repo.list_page(filters, page.size, page.after)  # pages by [date, number]
     return {"certificates": [certificate_view(c) for c in rows], "page": page.response(last)}
 
 

@@ -34,7 +34,10 @@ class Certificate(me.Document):
             ("institution_id", "status", "certificate_number"),
             ("holder_id_number", "certificate_number"),
             ("status", "certificate_number"),
+            # A period pages by issue date then number (repository.py list_page). Never a
+            # field after issued_on where issued_on is not the first: see list_page.
             ("institution_id", "issued_on"),
+            ("issued_on", "certificate_number"),
             "batch_id",
             "operation_id",
         ],
