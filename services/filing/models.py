@@ -24,7 +24,14 @@ class Application(Aggregate):
             # At most one open application per institution, enforced by the database.
             {"fields": ["open_key"], "unique": True, "sparse": True},
             "institution_id",
-            "kind",  # ListApplications by kind
+            # ListApplications pages on application_id, the primary key. MongoDB walks its
+            # _id_ index in order; the local server's _id index is not an ordered one (a sort
+            # or a range on _id scans the collection there), so the list has its own: the key
+            # descending (an index is walked either way), alone and after each filter.
+            "-application_id",
+            ("institution_id", "-application_id"),
+            ("state", "-application_id"),
+            ("kind", "-application_id"),
             ("state", "acceptance_due"),
             ("state", "supplement_due"),
         ],

@@ -32,11 +32,12 @@ class FilingRepository(Repository):
             query = query.filter(institution_id=institution_id)
         if state:
             query = query.filter(state=state)
+        kinds = None
         if kind == domain.NEW:  # slice-era documents have no kind: they are new applications
-            query = query.filter(kind__in=[domain.NEW, None])  # one index range, not an $or
+            kinds = ("kind", (domain.NEW, None))  # one index range each, not an $or
         elif kind:
             query = query.filter(kind=kind)
-        return keyset_page(query, "application_id", size, after)
+        return keyset_page(query, "application_id", size, after, each_of=kinds)
 
     def pending_applications(self) -> list[Application]:
         """Applications waiting for acceptance or a decision (read, not changed)."""

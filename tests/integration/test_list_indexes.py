@@ -102,16 +102,9 @@ FILTERED = {
 }
 
 
-# Scans known and not fixed here, each with why: the test still checks every other query of
-# the method, then reports the method as an expected failure while one of these remains.
-KNOWN_SCANS = {
-    ("filing", "ListApplications"): (
-        lambda command: command.get("sort") == {"_id": 1},
-        "ListApplications pages on application_id, the primary key: MongoDB walks _id_ in "
-        "order, the local server cannot (its _id index is not an ordered index), so it scans "
-        "and sorts. The fix is filing's: page on a secondary unique key (an indexed copy of "
-        "the id, backfilled at start)."),
-}
+# Scans known and not fixed here, each as (a test of the command, why): the test still checks
+# every other query of the method, then reports it as an expected failure while one remains.
+KNOWN_SCANS: dict = {}
 
 
 def example(service: str, method: str) -> list[dict]:
