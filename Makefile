@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 GEN    := services/gen
-PROTOS := $(shell find protos -name '*.proto' | sort)
+# vocreg's own protos; protos/google/api/ holds the vendored http annotations (their Python
+# modules come with googleapis-common-protos, so they are imported, never generated here).
+PROTOS := $(shell find protos/vocreg -name '*.proto' | sort)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: install protos run wipe test test-unit test-integration test-e2e lint bench deploy-files docs clean
@@ -18,11 +20,16 @@ $(VENV)/.installed: pyproject.toml
 
 # Stubs are build output (git ignores them); the .pth file puts them on the venv's path so
 # the generated absolute imports (vocreg.common.v1...) resolve from any working directory.
+# The OpenAPI document of the HTTP routes is built from the same protos (with their comments,
+# from a descriptor set) and served by the edge at /openapi.json.
 $(GEN)/.stamp: $(PROTOS) $(VENV)/.installed
 	rm -rf $(GEN) && mkdir -p $(GEN)
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$(GEN) --pyi_out=$(GEN) \
 		--grpc_python_out=$(GEN) $(PROTOS)
 	echo "$(CURDIR)/$(GEN)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vocreg-gen.pth"
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --include_imports --include_source_info \
+		--descriptor_set_out=$(GEN)/descriptors.pb $(PROTOS)
+	$(BIN)/python -m services.common.openapi $(GEN)/descriptors.pb $(GEN)/openapi.json
 	touch $@
 
 protos: $(VENV)/.installed

@@ -4,7 +4,7 @@ Each is its own process (grpcio and eventlet never share one). If any of them di
 others are stopped and the exit code says so: a half-running platform is not left behind.
 
 Before starting anything it checks, each in one line naming what to set: every port it will
-listen on (GRPC_PORT, EDGE_METRICS_PORT, each worker's metrics port), the broker and the vhost
+listen on (GRPC_PORT, HTTP_PORT, EDGE_METRICS_PORT, each worker's metrics port), the broker and the vhost
 of AMQP_URI (it creates nothing on the broker: a vhost is made with rabbitmqctl), and that no
 other vocreg platform serves that vhost (two platforms on one vhost would share RPC queues and
 answer each other's calls).
@@ -165,6 +165,7 @@ def preflight(specs) -> tuple[str | None, dict]:
                 "start it (e.g. `rabbitmq-server -detached`) or set AMQP_URI"), {}
     metrics = worker_metrics_ports(specs)
     ports = [(config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT), "GRPC_PORT"),
+             (config.env_int("HTTP_PORT", config.DEFAULT_HTTP_PORT), "HTTP_PORT"),
              (config.env_int("EDGE_METRICS_PORT", config.DEFAULT_EDGE_METRICS_PORT),
               "EDGE_METRICS_PORT"), *metrics.values()]
     taken = [p for p, _ in ports if p]
@@ -217,10 +218,13 @@ def run_platform(database: localdb.DatabaseServer | None, database_line: str,
                                            {"METRICS_PORT": str(ports[name])})
     children["edge"] = start(["services.common.edge", "--services", ",".join(services)])
     port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
+    http_port = config.env_int("HTTP_PORT", config.DEFAULT_HTTP_PORT)
     edge_metrics = config.env_int("EDGE_METRICS_PORT", config.DEFAULT_EDGE_METRICS_PORT)
     worker_ports = ", ".join(f"{s} :{ports[s]}" if ports[s] else f"{s} off" for s in services)
     log.info(f"vocreg: workers {', '.join(services)} on {config.amqp_uri().rpartition('@')[2]}; "
-             f"gRPC edge on localhost:{port}; metrics: edge "
+             f"gRPC edge on localhost:{port}; "
+             + (f"HTTP/JSON and the public page on http://localhost:{http_port}/; "
+                if http_port else "HTTP off; ") + "metrics: edge "
              f"{':' + str(edge_metrics) if edge_metrics else 'off'}, {worker_ports}. "
              "Ctrl-C stops everything.")
     log.info(f"vocreg: {database_line}")

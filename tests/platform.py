@@ -62,6 +62,7 @@ class Platform:
         self.databases = database.Databases("e2e")
         self.mongo_uris = {name: self.databases.uri(name) for name in self.services}
         self.grpc_port, self.edge_metrics_port = free_port(), free_port()
+        self.http_port = free_port()
         self.worker_metrics_ports = {name: free_port() for name in self.services}
         self.worker_metrics_port = self.worker_metrics_ports.get("filing")
         self.tmp_path = tmp_path
@@ -81,6 +82,7 @@ class Platform:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
         env.update({"AMQP_URI": self.amqp_uri, "LOG_LEVEL": "INFO",
                     "GRPC_PORT": str(self.grpc_port),
+                    "HTTP_PORT": str(self.http_port),
                     "EDGE_METRICS_PORT": str(self.edge_metrics_port),
                     # The edge asks each worker every second and waits as long for the
                     # answer: tight enough for the tests of a worker going down, loose enough
@@ -142,6 +144,11 @@ class Platform:
             self.stop()
             raise
         return self
+
+    @property
+    def http_url(self) -> str:
+        """The edge's HTTP/JSON gateway and public page."""
+        return f"http://localhost:{self.http_port}"
 
     def open_channel(self) -> grpc.Channel:
         target = f"localhost:{self.grpc_port}"

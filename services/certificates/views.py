@@ -48,6 +48,7 @@ def verification_view(cert) -> dict:
         "issuer_name": cert.issuer_name,
         "reason": invalidation.get("reason"),
         "effective_on": invalidation.get("effective_on"),
+        "operation_id": invalidation.get("operation_id"),
     })
 
 

@@ -20,6 +20,8 @@ DEV_PAGE_TOKEN_SECRET = "vocreg-dev-page-tokens-not-for-production"
 # Local ports: one edge for all services; each worker's metrics port is in its ServiceSpec.
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_EDGE_METRICS_PORT = 9100
+# The edge's HTTP/JSON gateway and public page (services/common/http_gateway.py).
+DEFAULT_HTTP_PORT = 8080
 # The local database server `make run` starts (services/localdb.py): not MongoDB's 27017, so
 # a MongoDB already installed on the machine is never mistaken for it or collided with.
 DEFAULT_LOCAL_DB_PORT = 27027

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from concurrent import futures
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -48,8 +49,15 @@ from services.common.errors import (
     remote_details,
     rich_status,
 )
-from services.common.metrics import GRPC_CALLS, GRPC_LATENCY, serve
+from services.common.http_gateway import Gateway, HttpServer, HttpSettings
+from services.common.metrics import GRPC_CALLS, GRPC_LATENCY, RATE_LIMITED, serve
 from services.common.protos import access_policies, from_dict, service_proto, to_dict
+from services.common.ratelimit import (
+    RateLimiter,
+    RateLimitSettings,
+    client_address,
+    grpc_peer_address,
+)
 from services.common.spec import registry
 
 log = logging.getLogger("vocreg.edge")
@@ -112,15 +120,45 @@ def request_payload(request) -> dict:
         raise InvalidArgument(f"request: {exc}", reason="MALFORMED_REQUEST") from None
 
 
-class ServiceForwarder:
-    """The generic handler of one service: every RPC forwarded to the worker."""
+@dataclass
+class Outcome:
+    """One call's result, whatever the transport: the response message, or the refusal
+    (code, message, structured details) every transport shows in its own form."""
 
-    def __init__(self, service: str, client: RpcClient, settings: EdgeSettings):
+    code: grpc.StatusCode
+    message: str = ""
+    details: dict | None = None
+    response: object = None
+    identity: object = None  # the caller's Identity once known
+    call_id: str = ""
+    elapsed: float = 0.0
+
+    def log_fields(self, method: str) -> dict:
+        identity = self.identity
+        fields = {"method": method, "code": self.code.name,
+                  "duration_ms": round(self.elapsed * 1000, 3), "call_id": self.call_id,
+                  "role": None if identity is None else (identity.role or "anonymous"),
+                  "subject": None if identity is None or identity.anonymous
+                  else identity.subject}
+        if self.code != grpc.StatusCode.OK:
+            fields["reason"] = (self.details or {}).get("reason") or self.code.name
+        return fields
+
+
+class ServiceForwarder:
+    """The generic handler of one service: every RPC forwarded to the worker. `invoke` is the
+    one implementation of a call (authentication, access policy, rate limit, deadline,
+    forwarding, error mapping); gRPC (below) and HTTP/JSON (services/common/http_gateway.py)
+    are two ways in."""
+
+    def __init__(self, service: str, client: RpcClient, settings: EdgeSettings,
+                 limiter: RateLimiter | None = None):
         self.service = service
         self.proto = service_proto(service)
         self.policies = access_policies(service)
         self.client = client
         self.settings = settings
+        self.limiter = limiter
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {}
@@ -135,77 +173,93 @@ class ServiceForwarder:
 
     def _handler(self, method: str, request_class, response_class):
         full_name = f"/{self.proto.full_name}/{method}"
-        request_type = request_class.DESCRIPTOR.full_name
         latency = GRPC_LATENCY.labels(full_name)
         counters = {}  # code -> the method's counter child, looked up once
 
         def handle(request, context: grpc.ServicerContext):
-            started = time.perf_counter()
-            call_id = uuid.uuid4().hex
-            code, message, details, response, caller = grpc.StatusCode.OK, "", None, None, []
-            try:
-                if isinstance(request, Undecodable):
-                    raise InvalidArgument(f"request: not a valid {request_type} message",
-                                          reason="MALFORMED_REQUEST")
-                response = self.forward(method, response_class, request, context, call_id,
-                                        caller)
-            except VocregError as exc:  # refused at the edge: input, auth, policy, deadline
-                code, message, details = exc.status, exc.message, exc.details()
-            except RemoteCallError as exc:
-                code = grpc_status_for(exc.exc_type)
-                if code == grpc.StatusCode.INTERNAL:
-                    message = "internal error"
-                    log.error("%s: the worker failed with %s", full_name, exc.exc_type,
-                              extra={"fields": {"call_id": call_id}})
-                else:
-                    message, details = exc.value, remote_details(exc.exc_type, exc.exc_args)
-            except CallTimeout:
-                code, message = grpc.StatusCode.DEADLINE_EXCEEDED, "the service did not answer in time"
-            except ServiceDown:
-                code, message = grpc.StatusCode.UNAVAILABLE, f"the {self.service} service is not running"
-                details = {"reason": "SERVICE_NOT_RUNNING"}
-            except BusError as exc:
-                code, message = grpc.StatusCode.UNAVAILABLE, "the message bus is unavailable"
-                details = {"reason": "BUS_UNAVAILABLE"}
-                log.warning("%s: bus unavailable (%s)", full_name, exc)
-            except ParseError:
-                code, message = grpc.StatusCode.INTERNAL, "internal error"
-                log.error("%s: the worker's answer does not fit %s", full_name,
-                          response_class.DESCRIPTOR.full_name,
-                          extra={"fields": {"call_id": call_id}})
-            except Exception:
-                code, message = grpc.StatusCode.INTERNAL, "internal error"
-                log.exception("%s: unexpected failure", full_name,
-                              extra={"fields": {"call_id": call_id}})
-            elapsed = time.perf_counter() - started
-            counter = counters.get(code)
+            metadata = dict(context.invocation_metadata())
+            outcome = self.invoke(method, request, response_class,
+                                  authorization=metadata.get("authorization"),
+                                  peer=grpc_peer_address(context.peer()),
+                                  forwarded_for=metadata.get("x-forwarded-for"),
+                                  time_remaining=context.time_remaining())
+            counter = counters.get(outcome.code)
             if counter is None:
-                counter = counters[code] = GRPC_CALLS.labels(full_name, code.name)
+                counter = counters[outcome.code] = GRPC_CALLS.labels(full_name,
+                                                                     outcome.code.name)
             counter.inc()
-            latency.observe(elapsed)
-            identity = caller[0] if caller else None
-            fields = {"method": full_name, "code": code.name,
-                      "duration_ms": round(elapsed * 1000, 3), "call_id": call_id,
-                      "role": None if identity is None else (identity.role or "anonymous"),
-                      "subject": None if identity is None or identity.anonymous
-                      else identity.subject}
-            if code != grpc.StatusCode.OK:
-                fields["reason"] = (details or {}).get("reason") or code.name
-            access_log.info("grpc call", extra={"fields": fields})
-            if code != grpc.StatusCode.OK:
-                context.abort_with_status(rich_status(code, message, details, self.service))
-            return response
+            latency.observe(outcome.elapsed)
+            access_log.info("grpc call", extra={"fields": outcome.log_fields(full_name)})
+            if outcome.code != grpc.StatusCode.OK:
+                context.abort_with_status(rich_status(outcome.code, outcome.message,
+                                                      outcome.details, self.service))
+            return outcome.response
 
         return handle
 
-    def forward(self, method, response_class, request, context, call_id, caller: list):
-        metadata = dict(context.invocation_metadata())
-        token = bearer_token(metadata.get("authorization"))
+    def invoke(self, method: str, request, response_class, *, authorization: str | None,
+               peer: str, forwarded_for: str | None = None,
+               time_remaining: float | None = None) -> Outcome:
+        """One call of `method` with a parsed request (or Undecodable): never raises."""
+        full_name = f"/{self.proto.full_name}/{method}"
+        started = time.perf_counter()
+        outcome = Outcome(grpc.StatusCode.OK, call_id=uuid.uuid4().hex)
+        try:
+            if isinstance(request, Undecodable):
+                input_type = self.proto.service_descriptor.methods_by_name[method].input_type
+                raise InvalidArgument(f"request: not a valid {input_type.full_name} message",
+                                      reason="MALFORMED_REQUEST")
+            outcome.response = self.forward(method, response_class, request, outcome,
+                                            authorization, peer, forwarded_for, time_remaining)
+        except VocregError as exc:  # refused at the edge: input, auth, policy, limit, deadline
+            outcome.code, outcome.message, outcome.details = exc.status, exc.message, exc.details()
+        except RemoteCallError as exc:
+            outcome.code = grpc_status_for(exc.exc_type)
+            if outcome.code == grpc.StatusCode.INTERNAL:
+                outcome.message = "internal error"
+                log.error("%s: the worker failed with %s", full_name, exc.exc_type,
+                          extra={"fields": {"call_id": outcome.call_id}})
+            else:
+                outcome.message = exc.value
+                outcome.details = remote_details(exc.exc_type, exc.exc_args)
+        except CallTimeout:
+            outcome.code = grpc.StatusCode.DEADLINE_EXCEEDED
+            outcome.message = "the service did not answer in time"
+        except ServiceDown:
+            outcome.code = grpc.StatusCode.UNAVAILABLE
+            outcome.message = f"the {self.service} service is not running"
+            outcome.details = {"reason": "SERVICE_NOT_RUNNING"}
+        except BusError as exc:
+            outcome.code, outcome.message = (grpc.StatusCode.UNAVAILABLE,
+                                             "the message bus is unavailable")
+            outcome.details = {"reason": "BUS_UNAVAILABLE"}
+            log.warning("%s: bus unavailable (%s)", full_name, exc)
+        except ParseError:
+            outcome.code, outcome.message = grpc.StatusCode.INTERNAL, "internal error"
+            log.error("%s: the worker's answer does not fit %s", full_name,
+                      response_class.DESCRIPTOR.full_name,
+                      extra={"fields": {"call_id": outcome.call_id}})
+        except Exception:
+            outcome.code, outcome.message = grpc.StatusCode.INTERNAL, "internal error"
+            log.exception("%s: unexpected failure", full_name,
+                          extra={"fields": {"call_id": outcome.call_id}})
+        if outcome.code != grpc.StatusCode.OK:
+            outcome.response = None
+        outcome.elapsed = time.perf_counter() - started
+        return outcome
+
+    def forward(self, method, response_class, request, outcome: Outcome, authorization,
+                peer, forwarded_for, time_remaining):
+        policy = self.policies.get(method)
+        token = bearer_token(authorization)
+        if self.limiter is not None and policy is not None and policy.public and not token:
+            # Anonymous calls of public RPCs, before any work (services/common/ratelimit.py).
+            address = client_address(peer, forwarded_for, self.limiter.settings.trusted_proxies)
+            self.limiter.check(address, method, f"/{self.proto.full_name}/{method}")
         identity = verify_token(token, at_edge=True)
-        caller.append(identity)
-        authorize(self.policies.get(method), identity, f"{self.proto.full_name}/{method}")
-        remaining = context.time_remaining()
-        timeout = self.settings.default_timeout if remaining is None else remaining
+        outcome.identity = identity
+        authorize(policy, identity, f"{self.proto.full_name}/{method}")
+        timeout = self.settings.default_timeout if time_remaining is None else time_remaining
         timeout = min(timeout, self.settings.max_timeout)
         if timeout <= 0.001:
             raise DeadlineExceeded("the deadline passed before the call was sent")
@@ -215,7 +269,7 @@ class ServiceForwarder:
         if token:
             context_data["auth_token"] = token
         result = self.client.call(self.service, method, request_payload(request), context_data,
-                                  timeout, call_id)
+                                  timeout, outcome.call_id)
         return from_dict(result, response_class)
 
 
@@ -361,14 +415,22 @@ class UnknownMethod(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(refuse)  # bytes in: nothing to decode
 
 
-def build_server(services, client, settings):
+def forwarders_for(services, client, settings) -> dict[str, ServiceForwarder]:
+    """One forwarder per service, sharing one rate limiter (gRPC and HTTP count together)."""
+    limiter = RateLimiter(RateLimitSettings(),
+                          on_limited=lambda method: RATE_LIMITED.labels(method).inc())
+    return {name: ServiceForwarder(name, client, settings, limiter) for name in services}
+
+
+def build_server(forwarders: dict[str, ServiceForwarder], settings):
+    services = list(forwarders)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="edge"),
         options=[("grpc.max_receive_message_length", settings.max_message_bytes),
                  ("grpc.max_send_message_length", settings.max_message_bytes),
                  ("grpc.so_reuseport", 0)])
-    for name in services:
-        server.add_generic_rpc_handlers((ServiceForwarder(name, client, settings).generic_handler(),))
+    for forwarder in forwarders.values():
+        server.add_generic_rpc_handlers((forwarder.generic_handler(),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [service_proto(n).full_name for n in services]
@@ -415,7 +477,12 @@ def run(args) -> None:
     amqp = config.amqp_uri()
     watch = ConsumerWatch(amqp, services, interval=settings.liveness_interval)
     client = RpcClient(amqp, watch)
-    server, health_servicer = build_server(services, client, settings)
+    forwarders = forwarders_for(services, client, settings)
+    server, health_servicer = build_server(forwarders, settings)
+    http_settings = HttpSettings()
+    http = HttpServer(Gateway(forwarders, settings.max_message_bytes), http_settings.port,
+                      http_settings.threads, settings.max_message_bytes) \
+        if http_settings.port else None
     address = f"0.0.0.0:{settings.port}"
     if settings.tls_cert_file:
         port = server.add_secure_port(address, tls_credentials(settings.tls_cert_file,
@@ -436,13 +503,16 @@ def run(args) -> None:
     watch.on_change = watcher.presence_changed
     watch.check_once()
     server.start()
+    if http is not None:
+        http.start()
     if probes is not None:
         probes.start()
     watcher.check_once()
     watch.start()
     watcher.start()
-    log.info("edge listening on :%d (%s) for %s", port, "TLS" if settings.tls_cert_file
-             else "plaintext", ", ".join(services))
+    log.info("edge listening on :%d (%s) for %s; HTTP/JSON %s", port,
+             "TLS" if settings.tls_cert_file else "plaintext", ", ".join(services),
+             f"on :{http.port}" if http is not None else "off")
 
     stopped = threading.Event()
 
@@ -455,6 +525,8 @@ def run(args) -> None:
         watcher.wake.set()
         watch.stopping.set()
         health_servicer.enter_graceful_shutdown()
+        if http is not None:
+            http.stop()
         if probes is not None:
             probes.stop(settings.grace)
         server.stop(settings.grace)

@@ -228,9 +228,27 @@ class DeadlineExceeded(VocregError):
     default_reason = "DEADLINE_EXCEEDED"
 
 
+class ResourceExhausted(VocregError):
+    """Over a rate limit (raised at the edge): the caller may retry after `retry_after`
+    seconds (google.rpc.RetryInfo; HTTP 429 with Retry-After)."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after: float, reason: str | None = None,
+                 metadata: dict | None = None):
+        self.retry_after = max(0.0, float(retry_after))
+        super().__init__(message, reason=reason, metadata=metadata)
+
+    def details(self) -> dict:
+        details = super().details()
+        details["retry_delay_seconds"] = round(self.retry_after, 3)
+        return details
+
+
 DELIBERATE_ERRORS = (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition,
                      PermissionDenied, Unauthenticated, Conflict, OutOfRange, Unavailable,
-                     DeadlineExceeded)
+                     DeadlineExceeded, ResourceExhausted)
 
 GRPC_STATUS_BY_EXC_TYPE = {cls.__name__: cls.status for cls in DELIBERATE_ERRORS}
 GRPC_STATUS_BY_EXC_TYPE.update({
@@ -267,11 +285,18 @@ def remote_details(exc_type: str | None, exc_args) -> dict:
 
 def rich_status(code: grpc.StatusCode, message: str, details: dict | None, service: str):
     """A grpc.Status for `context.abort_with_status`: the message (bounded) in grpc-message,
-    and google.rpc.Status with ErrorInfo, BadRequest and PreconditionFailure in
-    grpc-status-details-bin, kept within MAX_STATUS_BYTES whatever `details` holds."""
+    and google.rpc.Status (`status_proto`) in grpc-status-details-bin."""
+    from grpc_status import rpc_status
+
+    return rpc_status.to_status(status_proto(code, message, details, service))
+
+
+def status_proto(code: grpc.StatusCode, message: str, details: dict | None, service: str):
+    """google.rpc.Status with ErrorInfo, BadRequest, PreconditionFailure and RetryInfo, kept
+    within MAX_STATUS_BYTES whatever `details` holds: what gRPC callers get in the trailer
+    and HTTP callers as the JSON body."""
     from google.protobuf import any_pb2
     from google.rpc import code_pb2, error_details_pb2, status_pb2
-    from grpc_status import rpc_status
 
     details = details if isinstance(details, dict) else {}
     message = clip_message(message)
@@ -319,4 +344,9 @@ def rich_status(code: grpc.StatusCode, message: str, details: dict | None, servi
         info.metadata["violations_omitted"] = str(
             omitted + int(info.metadata.get("violations_omitted", "0") or 0))
         status.details[0].Pack(info)
-    return rpc_status.to_status(status)
+    delay = details.get("retry_delay_seconds")
+    if isinstance(delay, int | float) and not isinstance(delay, bool) and 0 <= delay < 1e6:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(int(delay * 1e9))
+        status.details.add().Pack(retry)
+    return status

@@ -23,6 +23,15 @@ GRPC_CALLS = Counter(
     "vocreg_grpc_calls_total", "gRPC calls answered by the edge.", ["method", "code"])
 GRPC_LATENCY = Histogram(
     "vocreg_grpc_call_seconds", "gRPC latency at the edge.", ["method"], buckets=LATENCY_BUCKETS)
+HTTP_CALLS = Counter(
+    "vocreg_http_calls_total", "HTTP/JSON calls answered by the edge's gateway, by RPC (or "
+    "page) and the gRPC code of the answer.", ["method", "code"])
+HTTP_LATENCY = Histogram(
+    "vocreg_http_call_seconds", "HTTP/JSON latency at the edge's gateway.", ["method"],
+    buckets=LATENCY_BUCKETS)
+RATE_LIMITED = Counter(
+    "vocreg_rate_limited_total", "Calls of public RPCs refused over the per-address rate limit "
+    "(RESOURCE_EXHAUSTED / HTTP 429), gRPC and HTTP together.", ["method"])
 EVENTS_PUBLISHED = Counter(
     "vocreg_events_total", "Business events published, by type (each state change is one).",
     ["service", "event_type"])

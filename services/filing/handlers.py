@@ -546,7 +546,8 @@ def get_institution(cmd, uow, clock, settings):
 def list_register(cmd, uow, clock, settings):
     page = paging.page(cmd, clock.now())
     rows, last = uow.repo.register_page(cmd.request.get("occupation_code"),
-                                        cmd.request.get("district_code"), page.size, page.after)
+                                        cmd.request.get("district_code"), page.size, page.after,
+                                        (cmd.request.get("name") or "").strip() or None)
     return {"entries": [register_entry_view(i) for i in rows], "page": page.response(last)}
 
 

@@ -55,8 +55,10 @@ class FilingRepository(Repository):
             Institution.objects(pk=institution_id).first())
 
     def register_page(self, occupation_code: str, district_code: str, size: int,
-                      after: str | None):
+                      after: str | None, name: str | None = None):
         query = Institution.objects()
+        if name:
+            query = query.filter(name__contains=name)  # a literal substring, not a pattern
         if occupation_code:
             query = query.filter(scope__occupation_code=occupation_code)
         if district_code:

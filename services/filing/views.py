@@ -105,7 +105,8 @@ def standing_excess_view(inst) -> list[dict]:
 def register_entry_view(inst) -> dict:
     return drop_empty({"receipt": receipt_view(inst), "status": inst.status,
                        "district_code": inst.district_code,
-                       "quota_excess": standing_excess_view(inst)})
+                       "quota_excess": standing_excess_view(inst),
+                       "institution_id": inst.institution_id})
 
 
 def open_proposals_view(inst) -> list[dict]:

@@ -10,8 +10,10 @@ the median of BENCH_ROUNDS rounds (default 3) with the range, and its goal:
     (default 1000,10000,100000; e.g. BENCH_SCALES=1000,10000 for a quicker run): verification
     against the edge's bare round trip, the first page of ListCertificates, the worker's CPU
     per verification, worker and edge RSS; then issuing 10,000 against inserting them, and
-    reads during a 10,000-row batch against the same reads on the idle worker.
-BENCH_ONLY=edge or BENCH_ONLY=certificates runs one part.
+    reads during a 10,000-row batch against the same reads on the idle worker;
+  - the decision log (tests/bench/merkle_bench.py): 10,000 appends and 10,000 inclusion proofs
+    against hashing the same leaves (no database).
+BENCH_ONLY=edge, certificates or merkle runs one part.
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
 The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
@@ -148,10 +150,17 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "machine": machine(), "rounds": ROUNDS}
+    only = os.environ.get("BENCH_ONLY")
+    if only in (None, "", "merkle"):
+        from tests.bench import merkle_bench
+
+        results["merkle"] = merkle_bench.run(ROUNDS, summarise, print_rows)
+    if only == "merkle":
+        print(f"\nresults: {write_results(results)}")
+        return 0
     server = database.server(on_disk=True)
     print(f"database: secantusdb on {server.uri}, store on disk, writes journaled")
     try:
-        only = os.environ.get("BENCH_ONLY")
         if only in (None, "", "edge"):
             edge_rows(results)
         if only in (None, "", "certificates"):

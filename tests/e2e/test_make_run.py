@@ -38,7 +38,7 @@ def run_env(vhost: str, **extra) -> dict:
                 # The session's test database server: each service its vocreg_<service> there.
                 "MONGO_URI": database.server().uri,
                 "GRPC_PORT": str(free_port()), "EDGE_METRICS_PORT": str(free_port()),
-                "METRICS_PORT": str(free_port()), "EDGE_HEALTH_INTERVAL": "0.5"})
+                "HTTP_PORT": str(free_port()), "METRICS_PORT": str(free_port()), "EDGE_HEALTH_INTERVAL": "0.5"})
     env.update(extra)
     return env
 
@@ -94,6 +94,10 @@ def test_make_run_listens_where_the_variables_say_and_stops_cleanly(vhost):
             assert requests.get(f"http://localhost:{port}/metrics", timeout=5).ok
         assert requests.get(f"http://localhost:{env['EDGE_METRICS_PORT']}/metrics",
                             timeout=5).ok
+        # make run serves HTTP/JSON and the public page on HTTP_PORT.
+        page = requests.get(f"http://localhost:{env['HTTP_PORT']}/", timeout=5)
+        assert page.ok and "证书" in page.text
+        assert requests.get(f"http://localhost:{env['HTTP_PORT']}/v1/areas", timeout=10).ok
         channel.close()
     finally:
         proc.send_signal(signal.SIGINT)
@@ -102,7 +106,7 @@ def test_make_run_listens_where_the_variables_say_and_stops_cleanly(vhost):
     assert f"gRPC edge on localhost:{env['GRPC_PORT']}" in out
 
 
-@pytest.mark.parametrize("variable", ["GRPC_PORT", "EDGE_METRICS_PORT", "METRICS_PORT",
+@pytest.mark.parametrize("variable", ["GRPC_PORT", "HTTP_PORT", "EDGE_METRICS_PORT", "METRICS_PORT",
                                       "CERTIFICATES_METRICS_PORT"])
 def test_a_port_in_use_is_one_line_naming_the_port_and_the_variable(vhost, variable):
     port = free_port()

@@ -72,10 +72,11 @@ class FakeFilingRepository(FakeRepository, FilingRepository):
     def institution(self, institution_id):
         return self.load(Institution, institution_id)
 
-    def register_page(self, occupation_code, district_code, size, after):
+    def register_page(self, occupation_code, district_code, size, after, name=None):
         rows = self._filed(lambda i: (not occupation_code or occupation_code in
                                       [s["occupation_code"] for s in i.scope])
-                           and (not district_code or i.district_code == district_code))
+                           and (not district_code or i.district_code == district_code)
+                           and (not name or name in i.name))
         return page_of(rows, "filing_code", size, after)
 
     def count_filed(self, other_than=None):
