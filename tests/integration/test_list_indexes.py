@@ -201,3 +201,36 @@ def check(service: str, method: str, proxy, request: dict, known: list,
             f"{service}.{method}({request}) scans a collection: {command} -> "
             f"{answer.get('queryPlanner', answer)}")
     return True
+
+
+def test_a_page_of_several_values_is_each_value_merged_in_key_order(databases):
+    """keyset_page(each_of=...) on the real server: one query per value, merged by the key;
+    every page in order, each document once, none of another value."""
+    import mongoengine as me
+
+    from services.common.mongo import connect, disconnect
+    from services.common.repository import keyset_page
+
+    class PagedThing(me.Document):
+        meta = {"db_alias": "paged_things", "collection": "things",
+                "indexes": [("colour", "code")]}
+        code = me.StringField(primary_key=True)
+        colour = me.StringField()
+
+    connect("paged_things", databases.uri("paged_things"))
+    try:
+        PagedThing.ensure_indexes()
+        colours = ("red", "green", "blue")
+        PagedThing.objects.insert([PagedThing(code=f"c{i:02d}", colour=colours[i % 3])
+                                   for i in range(20)])
+        seen, after = [], None
+        while True:
+            rows, after = keyset_page(PagedThing.objects(), "code", 3, after,
+                                      each_of=("colour", ("red", "blue")))
+            seen += [(r.code, r.colour) for r in rows]
+            if after is None:
+                break
+        assert [code for code, _ in seen] == [f"c{i:02d}" for i in range(20) if i % 3 != 1]
+        assert {colour for _, colour in seen} == {"red", "blue"}
+    finally:
+        disconnect("paged_things")
