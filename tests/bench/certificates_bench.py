@@ -287,9 +287,9 @@ def measure_scale(reg: Registry, scale: int, rounds: int, cluster) -> dict:
 
     started = time.perf_counter()
     list_page()
-    calls = max(3, min(30, int(LIST_SECONDS / 2 / max(time.perf_counter() - started, 1e-3))))
-    list_rounds = [interleaved({"list": list_page, "direct": list_direct}, calls, slices=2)
-                   for _ in range(rounds)]
+    calls = max(2, min(30, int(LIST_SECONDS / 2 / max(time.perf_counter() - started, 1e-3))))
+    list_rounds = [interleaved({"list": list_page, "direct": list_direct}, calls, slices=2,
+                               warmup=1) for _ in range(rounds)]
 
     # Context for the floors: a page's own index range (what the first page would cost on a
     # server that stops its index walk at the limit), and a call over the bus to the worker
