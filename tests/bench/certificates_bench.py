@@ -211,8 +211,12 @@ class Registry:
         from tests.platform import ROOT, Platform
 
         self.pb2 = certificates_pb2
+        from tests.bench.run import BENCH_EDGE_ENV
+
         self.plat = Platform(Path(tempfile.mkdtemp(prefix="vocreg-bench-certificates-")),
-                             services=("certificates",)).start()
+                             services=("certificates",))
+        self.plat.edge_env = BENCH_EDGE_ENV
+        self.plat.start()
         self.filing = subprocess.Popen(
             [sys.executable, "-m", "services.common.nameko_cli", "run", "--broker",
              self.plat.amqp_uri, "tests.bench.certificates_bench:BenchFiling"], cwd=ROOT,
