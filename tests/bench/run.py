@@ -11,9 +11,16 @@ the median of BENCH_ROUNDS rounds (default 3) with the range, and its goal:
     against the edge's bare round trip, the first page of ListCertificates, the worker's CPU
     per verification, worker and edge RSS; then issuing 10,000 against inserting them, and
     reads during a 10,000-row batch against the same reads on the idle worker;
+  - grading (tests/bench/grading_bench.py): ComputeGrades over 10,000 institutions x 58
+    indicators, its scoring against the same arithmetic in plain numpy (goal <= 3x), the whole
+    call (goal < 5 s), and another call's latency while it runs;
+  - courses (tests/bench/courses_bench.py): the reuse check of a new 3,000-character course
+    against 10,000 stored courses, against hashing the new course alone;
+  - inspection (tests/bench/inspection_bench.py): a draw over 100,000 institutions and its
+    verification against hashing the same ids once; the worker's other calls during a draw;
   - the decision log (tests/bench/merkle_bench.py): 10,000 appends and 10,000 inclusion proofs
     against hashing the same leaves (no database).
-BENCH_ONLY=edge, certificates or merkle runs one part.
+BENCH_ONLY=edge, certificates, inspection, courses, grading or merkle runs one part.
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
 The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
@@ -170,6 +177,15 @@ def main() -> int:
             edge_rows(results)
         if only in (None, "", "certificates"):
             certificates_rows(results)
+        if only in (None, "", "inspection"):
+            from tests.bench import inspection_bench
+            inspection_bench.run(print)
+        if only in (None, "", "courses"):
+            from tests.bench import courses_bench
+            results["courses"] = courses_bench.run(print)
+        if only in (None, "", "grading"):
+            from tests.bench import grading_bench
+            grading_bench.run(print)
     finally:
         database.stop_server()
     results["machine"]["load_average_after"] = os.getloadavg()
