@@ -172,27 +172,44 @@ def main() -> int:
         return 0
     server = database.server(on_disk=True)
     print(f"database: secantusdb on {server.uri}, store on disk, writes journaled")
+    failed = []
     try:
-        if only in (None, "", "edge"):
-            edge_rows(results)
-        if only in (None, "", "certificates"):
-            certificates_rows(results)
-        if only in (None, "", "inspection"):
-            from tests.bench import inspection_bench
-            inspection_bench.run(print)
-        if only in (None, "", "courses"):
-            from tests.bench import courses_bench
-            results["courses"] = courses_bench.run(print)
-        if only in (None, "", "grading"):
-            from tests.bench import grading_bench
-            grading_bench.run(print)
+        for name, part in PARTS.items():
+            if only in (None, "", name):
+                try:
+                    part(results)
+                except Exception as exc:  # one part's failure keeps the others' figures
+                    logging.getLogger("bench").exception("%s failed", name)
+                    failed.append(name)
+                    results.setdefault("failed", {})[name] = repr(exc)
     finally:
         database.stop_server()
     results["machine"]["load_average_after"] = os.getloadavg()
     print(f"\nresults: {write_results(results)} (load average before "
           f"{results['machine']['load_average'][0]:.2f}, after "
           f"{results['machine']['load_average_after'][0]:.2f} on {os.cpu_count()} cores)")
-    return 0
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def _inspection(results: dict) -> None:
+    from tests.bench import inspection_bench
+    inspection_bench.run(print)
+
+
+def _courses(results: dict) -> None:
+    from tests.bench import courses_bench
+    results["courses"] = courses_bench.run(print)
+
+
+def _grading(results: dict) -> None:
+    from tests.bench import grading_bench
+    grading_bench.run(print)
+
+
+PARTS = {"edge": edge_rows, "certificates": certificates_rows, "inspection": _inspection,
+         "courses": _courses, "grading": _grading}
 
 
 if __name__ == "__main__":
