@@ -252,7 +252,7 @@ def _certificate_doc(row, number, op, batch, today) -> dict:
         "occupation_code": row.occupation_code, "occupation_name": row.occupation_name,
         "skill_level": row.skill_level, "assessment_date": batch.assessment_date.isoformat(),
         "issued_on": today.isoformat(), "late_reported": bool(batch.late),
-        "status": domain.VALID, "invalidation": {},
+        "status": domain.VALID, "invalidation": {}, "history": [],
     }
     return {k: v for k, v in doc.items() if v is not None}
 
