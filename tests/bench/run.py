@@ -18,10 +18,12 @@ the median of BENCH_ROUNDS rounds (default 3) with the range, and its goal:
     against 10,000 stored courses, against hashing the new course alone;
   - inspection (tests/bench/inspection_bench.py): a draw over 100,000 institutions and its
     verification against hashing the same ids once; the worker's other calls during a draw;
+  - escrow (tests/bench/escrow_bench.py): 10,000 ledger transfers in batches through gRPC
+    against inserting the same entry documents directly (goal at most 2x);
   - the decision log (tests/bench/merkle_bench.py): 10,000 appends and 10,000 inclusion proofs
     against hashing the same leaves (no database).
-BENCH_ONLY=edge, certificates, inspection, courses, grading or merkle runs one part (several:
-BENCH_ONLY=edge,certificates).
+BENCH_ONLY=edge, certificates, inspection, courses, grading, escrow or merkle runs one part
+(several: BENCH_ONLY=edge,certificates).
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
 The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
@@ -210,8 +212,13 @@ def _grading(results: dict) -> None:
     grading_bench.run(print)
 
 
+def _escrow(results: dict) -> None:
+    from tests.bench import escrow_bench
+    escrow_bench.run(print)
+
+
 PARTS = {"edge": edge_rows, "certificates": certificates_rows, "inspection": _inspection,
-         "courses": _courses, "grading": _grading}
+         "courses": _courses, "grading": _grading, "escrow": _escrow}
 
 
 if __name__ == "__main__":
