@@ -97,6 +97,7 @@ FILTERED = {
     ("filing", "ListRegister"): [{"occupation_code": "4-10-01-02"},
                                  {"district_code": "410502"}],
     ("transparency", "ListLogEntries"): [{"subject": f"institution:{INSTITUTION}"}],
+    ("escrow", "ListLedgerEntries"): [{"institution_id": INSTITUTION}],
     ("filing", "ListApplications"): [{"institution_id": INSTITUTION},
                                      {"state": "APPLICATION_STATE_RECEIVED"},
                                      {"kind": "APPLICATION_KIND_NEW"}],
@@ -128,6 +129,8 @@ KNOWN_SCANS: dict = {
     ("inspection", "ListInspectors"): (_on_id, ID_ORDER),
     ("inspection", "ListDraws"): (_on_id, ID_ORDER),
     ("inspection", "ListCases"): (_on_id, ID_ORDER),
+    ("escrow", "ListSchemes"): (_on_id, ID_ORDER),
+    ("escrow", "ListComplaints"): (_on_id, ID_ORDER),
 }
 
 
