@@ -2,6 +2,7 @@
 what stops it: a port in use, a vhost that does not exist, a vhost another platform serves."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -32,13 +33,34 @@ def vhost():
     requests.delete(f"{MANAGEMENT}/vhosts/{name}", auth=AUTH, timeout=10)
 
 
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free ports, below the ephemeral range (where the OS
+    hands out ports to other processes' connections at any moment): make run gives each
+    worker METRICS_PORT plus its service's offset."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(20000, 30000 - size)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + size):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("", port))
+            return base
+        except OSError:
+            continue
+    raise AssertionError(f"no {size} consecutive free ports")
+
+
 def run_env(vhost: str, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update({"AMQP_URI": f"amqp://guest:guest@localhost:5672/{vhost}",
                 # The session's test database server: each service its vocreg_<service> there.
                 "MONGO_URI": database.server().uri,
                 "GRPC_PORT": str(free_port()), "EDGE_METRICS_PORT": str(free_port()),
-                "HTTP_PORT": str(free_port()), "METRICS_PORT": str(free_port()), "EDGE_HEALTH_INTERVAL": "0.5"})
+                "HTTP_PORT": str(free_port()), "EDGE_HEALTH_INTERVAL": "0.5",
+                "METRICS_PORT": str(free_port_block(
+                    max(s.metrics_port for s in registry().values()) - 9101 + 1))})
     env.update(extra)
     return env
 
