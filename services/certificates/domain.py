@@ -235,9 +235,11 @@ def check_row(index: int, raw: dict, today: date) -> Row:
     return Row(index, row_ref, name, id_number, occupation, occupation_name, level, errors)
 
 
-def parse_batch(request: dict, today: date, late_days: int) -> Batch:
+def parse_batch(request: dict, today: date, late_days: int,
+                each=lambda rows: rows) -> Batch:
     """The batch envelope must be right (else InvalidArgument with every violation); each row
-    is checked on its own and carries its errors, so one bad row does not hold up the rest."""
+    is checked on its own and carries its errors, so one bad row does not hold up the rest.
+    `each` wraps the loop over the rows (the worker's: services/common/turns.py in_turns)."""
     errors: list[str] = []
     session = (request.get("exam_session_id") or "").strip()
     if not CLIENT_ID.match(session):
@@ -252,7 +254,7 @@ def parse_batch(request: dict, today: date, late_days: int) -> Batch:
         errors.append(f"rows: at most {MAX_BATCH_ROWS} per call, got {len(raw_rows)}")
     if errors:
         raise InvalidArgument(errors)
-    rows = [check_row(i, raw, today) for i, raw in enumerate(raw_rows)]
+    rows = [check_row(i, raw, today) for i, raw in each(enumerate(raw_rows))]
     mark_duplicates_in_batch(rows)
     return Batch(session, assessed, is_late(assessed, today, late_days), rows)
 

@@ -24,11 +24,22 @@ class Certificate(me.Document):
             # (a counter restored from a backup, a second writer), and what the public
             # verification looks numbers up by.
             {"fields": ["certificate_number"], "unique": True},
-            ("institution_id", "exam_session_id"),
+            # ListCertificates pages by number (keyset, services/common/repository.py): each
+            # filter it serves has an index of its equality fields then the number, so the
+            # page and the next one ("number > last seen") are one range of one index, on
+            # MongoDB and on the local server alike (which uses an index only when it covers
+            # the whole filter: tests/integration/test_list_indexes.py).
+            ("institution_id", "certificate_number"),
+            ("institution_id", "exam_session_id", "certificate_number"),
+            ("institution_id", "status", "certificate_number"),
+            ("holder_id_number", "certificate_number"),
+            ("status", "certificate_number"),
+            # A period pages by issue date then number (repository.py list_page). Never a
+            # field after issued_on where issued_on is not the first: see list_page.
             ("institution_id", "issued_on"),
+            ("issued_on", "certificate_number"),
             "batch_id",
             "operation_id",
-            "holder_id_number",
         ],
     }
 

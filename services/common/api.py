@@ -35,7 +35,7 @@ from services.common.amqp_rpc import CHECKED_CONTEXT_KEY
 from services.common.auth import Identity, authorize, verify_token
 from services.common.consumer import QueueConsumer
 from services.common.errors import DELIBERATE_ERRORS, InvalidArgument
-from services.common.protos import access_policies, from_dict, service_proto
+from services.common.protos import access_policies, from_dict, from_dict_in_turns, service_proto
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def check_message(request, service: str, message_name: str, what: str):
         raise InvalidArgument(f"{what} must be an object, not {type(request).__name__}")
     message_class = getattr(service_proto(service).messages, message_name)
     try:
-        message = from_dict(request, message_class)
+        message = from_dict_in_turns(request, message_class)
     except ParseError as exc:
         text = str(exc)
         if len(text) > MAX_PARSE_ERROR_CHARS:

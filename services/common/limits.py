@@ -13,6 +13,8 @@ from functools import cache
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from services.common.turns import in_turns
+
 # At most this many violations are listed (then one line counts the rest): a 10,000-row batch
 # of bad rows gets an answer of a few KB, not one that overflows gRPC's trailer.
 MAX_VIOLATIONS = 50
@@ -107,7 +109,7 @@ def _walk(message, path: str, found: list[str]) -> None:
             if max_items and len(value) > max_items:
                 found.append(f"{where}: at most {max_items} entries (got {len(value)})")
                 continue  # the entries of a list that is refused whole are not read
-            for i, item in enumerate(value):
+            for i, item in enumerate(in_turns(value)):  # 10,000 rows: other calls' turns
                 if is_string:
                     _check_text(item, f"{where}[{i}]", max_length, multiline, found)
                 elif is_message:

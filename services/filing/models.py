@@ -24,6 +24,14 @@ class Application(Aggregate):
             # At most one open application per institution, enforced by the database.
             {"fields": ["open_key"], "unique": True, "sparse": True},
             "institution_id",
+            # ListApplications pages on application_id, the primary key. MongoDB walks its
+            # _id_ index in order; the local server's _id index is not an ordered one (a sort
+            # or a range on _id scans the collection there), so the list has its own: the key
+            # descending (an index is walked either way), alone and after each filter.
+            "-application_id",
+            ("institution_id", "-application_id"),
+            ("state", "-application_id"),
+            ("kind", "-application_id"),
             ("state", "acceptance_due"),
             ("state", "supplement_due"),
         ],
@@ -63,8 +71,17 @@ class Institution(Aggregate):
         "indexes": [
             {"fields": ["filing_code"], "unique": True},
             ("status", "filing_code"),
+            # ListRegister's filters (one query per register status, services/common/
+            # repository.py keyset_page): the occupation or district, the status, then the key
+            # (the local server uses an index only when it covers the whole filter).
+            ("scope.occupation_code", "status", "filing_code"),
+            ("district_code", "status", "filing_code"),
+            ("scope.occupation_code", "district_code", "status", "filing_code"),
             "scope.occupation_code",
             "district_code",
+            # ListPendingDecisions: open proposals and quota excesses awaiting a decision.
+            "proposals.state",
+            "quota_excess.state",
             # Quota seats (services/filing/domain/quotas.py): a seat token is held by one
             # institution at most, so two changes racing for an area's last seat cannot both
             # be written. Unique over the array's elements (a multikey index); documents with

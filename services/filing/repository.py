@@ -32,11 +32,12 @@ class FilingRepository(Repository):
             query = query.filter(institution_id=institution_id)
         if state:
             query = query.filter(state=state)
+        kinds = None
         if kind == domain.NEW:  # slice-era documents have no kind: they are new applications
-            query = query.filter(Q(kind=domain.NEW) | Q(kind=None))
+            kinds = ("kind", (domain.NEW, None))  # one index range each, not an $or
         elif kind:
             query = query.filter(kind=kind)
-        return keyset_page(query, "application_id", size, after)
+        return keyset_page(query, "application_id", size, after, each_of=kinds)
 
     def pending_applications(self) -> list[Application]:
         """Applications waiting for acceptance or a decision (read, not changed)."""
@@ -55,14 +56,15 @@ class FilingRepository(Repository):
 
     def register_page(self, occupation_code: str, district_code: str, size: int,
                       after: str | None, name: str | None = None):
-        query = Institution.objects(status__in=domain.REGISTER_STATUSES)
+        query = Institution.objects()
         if name:
             query = query.filter(name__contains=name)  # a literal substring, not a pattern
         if occupation_code:
             query = query.filter(scope__occupation_code=occupation_code)
         if district_code:
             query = query.filter(district_code=district_code)
-        return keyset_page(query, "filing_code", size, after)
+        return keyset_page(query, "filing_code", size, after,
+                           each_of=("status", domain.REGISTER_STATUSES))
 
     def count_filed(self, other_than: str | None = None) -> int:
         """Institutions on the register (active or suspended), `other_than` not counted."""

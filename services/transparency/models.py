@@ -15,6 +15,10 @@ class LogLeaf(me.Document):
             # One leaf per event, whatever the redeliveries and racing workers.
             {"fields": ["event_id"], "unique": True},
             ("subjects", "leaf_index"),
+            # Catching up reads the leaves after the tree's size, in order: MongoDB walks _id_,
+            # the local server's _id index is not an ordered one (it scanned the whole log on
+            # every call): the key descending is (an index is walked either way).
+            "-leaf_index",
         ],
     }
 
@@ -30,7 +34,8 @@ class LogLeaf(me.Document):
 class LogHead(me.Document):
     """A signed tree head (RFC 6962 §3.5), one per tree size signed."""
 
-    meta = {"db_alias": ALIAS, "collection": "log_heads"}
+    # The newest head: an ordered index on the size (see LogLeaf's "-leaf_index").
+    meta = {"db_alias": ALIAS, "collection": "log_heads", "indexes": ["-tree_size"]}
 
     tree_size = me.IntField(primary_key=True, min_value=0)
     timestamp_ms = me.IntField(required=True)

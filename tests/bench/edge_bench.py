@@ -46,10 +46,11 @@ def sequential(label: str, call, calls: int = SEQUENTIAL_CALLS) -> dict:
     return interleaved({label: call}, calls, slices=1)[label]
 
 
-def interleaved(calls_by_label: dict, calls: int = SEQUENTIAL_CALLS, slices: int = SLICES) -> dict:
+def interleaved(calls_by_label: dict, calls: int = SEQUENTIAL_CALLS, slices: int = SLICES,
+                warmup: int = WARMUP) -> dict:
     """Each call one at a time, `calls` of each in `slices` alternating runs."""
     for call in calls_by_label.values():
-        for _ in range(WARMUP):
+        for _ in range(warmup):
             call()
     samples = {label: [] for label in calls_by_label}
     elapsed = dict.fromkeys(calls_by_label, 0.0)

@@ -442,6 +442,28 @@ def test_list_pages_through_own_certificates(registry, rpc_as):
     assert len(rest["certificates"]) == 2 and not rest["page"].get("next_page_token")
 
 
+def test_a_period_pages_by_issue_date_then_number(registry, rpc_as, clock):
+    """Three days of certificates, paged two at a time over a period: every certificate of
+    the period once, by date then number, none from outside it."""
+    inst = rpc_as(token("institution", 1))
+    for day, rows in ((20, (1, 2, 3)), (21, (4,)), (23, (5, 6, 7))):
+        clock.set(2026, 11, day)
+        inst.certificates.IssueCertificates(batch([row(i) for i in rows], session=f"S{day}"))
+    clock.set(2026, 11, 24)
+    inst.certificates.IssueCertificates(batch([row(8)], session="S24"))
+    period = {"issued_from": "2026-11-20", "issued_to": "2026-11-23"}
+    seen, token_ = [], ""
+    for _ in range(10):
+        page = inst.certificates.ListCertificates({**period, "page": {"page_size": 2,
+                                                                      "page_token": token_}})
+        seen += [(c["issued_on"], c["certificate_number"]) for c in page["certificates"]]
+        token_ = page["page"].get("next_page_token", "")
+        if not token_:
+            break
+    assert len(seen) == 7 and seen == sorted(seen) and len(set(seen)) == 7
+    assert {d for d, _ in seen} == {"2026-11-20", "2026-11-21", "2026-11-23"}
+
+
 def test_sweep_finishes_an_operation_a_crash_left_pending(registry, event_log, rpc_as, clock):
     from nameko.testing.services import entrypoint_hook
 

@@ -284,6 +284,33 @@ def test_a_terminated_institution_filed_again_may_issue_again(uow, clock):
     assert issue(uow, clock, batch(row(1)))["issued_count"] == 1
 
 
+def test_a_certificate_is_stored_as_its_document_would_write_it():
+    """The plain document the batch inserts (built without mongoengine, for speed) is the one
+    models.Certificate writes, with and without the optional issuer name."""
+    from datetime import date
+    from types import SimpleNamespace
+
+    from services.certificates.models import Certificate
+
+    row = domain.check_row(0, {"holder_name": "张三丰", "holder_id_number": holder(1),
+                               "occupation_code": OCCUPATION, "occupation_name": "育婴员",
+                               "skill_level": 4}, date(2026, 12, 1))
+    batch = SimpleNamespace(exam_session_id="s-1", assessment_date=date(2026, 11, 30), late=True)
+    for issuer in ("安阳市职业技能培训评价中心", None):
+        op = SimpleNamespace(institution_id=INSTITUTION, filing_code=FILING_CODE,
+                             issuer_name=issuer, operation_id="op-1")
+        number = domain.certificate_number(FILING_CODE, date(2026, 12, 1), 4, 1)
+        plain = handlers._certificate_doc(row, number, op, batch, date(2026, 12, 1))
+        modelled = Certificate(
+            key=plain["_id"], certificate_number=number, institution_id=INSTITUTION,
+            filing_code=FILING_CODE, issuer_name=issuer, exam_session_id="s-1",
+            batch_id="op-1", holder_name="张三丰", holder_id_number=holder(1),
+            occupation_code=OCCUPATION, occupation_name="育婴员", skill_level=4,
+            assessment_date="2026-11-30", issued_on="2026-12-01", late_reported=True,
+            status=domain.VALID).to_mongo().to_dict()
+        assert plain == modelled
+
+
 # --- filing's status: every transition, redeliveries and events out of order ------------------
 F = "InstitutionFiled"
 S = "InstitutionSuspended"
