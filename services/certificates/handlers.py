@@ -2,11 +2,13 @@
 settings)` plus the filing gateway where filing must be asked. No nameko here."""
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter as Tally
 from datetime import date, timezone
 
 from prometheus_client import Counter
+from vocreg.certificates.v1 import certificates_pb2
 
 from services.certificates import domain
 from services.certificates.models import Certificate, Operation
@@ -374,12 +376,12 @@ def withdraw_certificates(cmd, uow, clock, settings):
         "recover_subsidies": bool(cmd.request.get("recover_subsidies"))})}
 
 
-def _end(uow, clock, settings, caller: Identity, selection: domain.Selection, status: str,
-         kind: str, details: dict) -> dict:
+def _end(uow, clock, settings, caller: Identity | str, selection: domain.Selection,
+         status: str, kind: str, details: dict, op_id: str | None = None) -> dict:
     """Invalidate or withdraw what the selection names. Only VALID certificates change: both
     are permanent, so a repeated call changes nothing and says so. The Operation's id is the
-    request's: the same request again answers from it."""
-    op_id = uow.new_id()
+    request's (or `op_id`): the same request again answers from it."""
+    op_id = op_id or uow.new_id()
     earlier = _earlier_operation(uow, clock, settings, op_id)
     if earlier is not None:
         return _ended_answer(uow, earlier)
@@ -391,8 +393,9 @@ def _end(uow, clock, settings, caller: Identity, selection: domain.Selection, st
     if matching == 0:
         raise NotFound("no certificate matches the selection")
     effective_on = today_in_shanghai(clock.now()).isoformat()
+    actor = caller.audit_name() if isinstance(caller, Identity) else caller
     op = uow.add(Operation(operation_id=op_id, kind=kind, state=PENDING, started_at=clock.now(),
-                           owner=uow.instance_id, actor=caller.audit_name(), institution_id=selection.institution_id,
+                           owner=uow.instance_id, actor=actor, institution_id=selection.institution_id,
                            details={**details, "effective_on": effective_on},
                            selection=domain.selection_record(selection), matching=matching,
                            not_found=not_found),
@@ -424,6 +427,76 @@ def _ended_answer(uow, op: Operation) -> dict:
     unchanged = summary.get("unchanged", (op.matching or 0) - changed)
     return {"operation_id": op.operation_id, "changed_count": changed,
             "unchanged_count": unchanged, "not_found": list(op.not_found or [])}
+
+
+# --- inspection's decisions (seed 001 ch.6 art.1-4; seed 002 §4) -----------------------------
+INSPECTION = "service:inspection"
+
+
+def decision_operation_id(decision_id: str) -> str:
+    """The operation that applies one inspection decision: derived from the decision id, so a
+    redelivered or republished SanctionDecided finds it and changes nothing more."""
+    return hashlib.sha256(f"inspection-decision:{decision_id}".encode()).hexdigest()[:32]
+
+
+def inspection_decided(event, uow, clock, settings):
+    """SanctionDecided naming certificates: void them (tier 1, a session's by tier 2, tier 4)
+    or withdraw their uploaded data (seed 002 §4), once per decision, only the decided
+    institution's own."""
+    effect = event.certificates
+    numbers = tuple(dict.fromkeys(normalize_id(n) for n in effect.certificate_numbers
+                                  if normalize_id(n)))
+    session = (effect.exam_session_id or "").strip()
+    institution_id = normalize_id(event.institution_id)
+    decision_id = event.decision_id.strip()
+    if not (numbers or session) or not institution_id or not decision_id:
+        return None
+    selection = domain.Selection(numbers=numbers, institution_id=institution_id,
+                                 exam_session_id=None if numbers else session)
+    details = {"decision_ref": decision_id, "note": f"inspection decision {decision_id} "
+               f"({event.basis})"[:1000]}
+    try:
+        if effect.withdraw_data:
+            return _end(uow, clock, settings, INSPECTION, selection, domain.WITHDRAWN,
+                        "withdraw", {**details, "reason": domain.DATA_WITHDRAWN,
+                                     "recover_subsidies": bool(effect.recover_subsidies)},
+                        op_id=decision_operation_id(decision_id))
+        reason = certificates_pb2.InvalidationReason.Name(effect.reason)
+        if reason not in domain.INVALIDATION_REASONS:
+            reason = "INVALIDATION_REASON_FRAUD"
+        return _end(uow, clock, settings, INSPECTION, selection, domain.INVALIDATED,
+                    "invalidate", {**details, "reason": reason},
+                    op_id=decision_operation_id(decision_id))
+    except NotFound:
+        log.warning("SanctionDecided %s: no certificate of %s matches", decision_id,
+                    institution_id)
+        return None
+
+
+def inspection_reversed(event, uow, clock, settings):
+    """DecisionReversed: the certificates the decision voided or withdrew are valid again,
+    each with a history entry saying why; once (the operation records it)."""
+    decision_id = event.decision_id.strip()
+    op = uow.repo.operation(decision_operation_id(decision_id)) if decision_id else None
+    if op is None or op.state != DONE or (op.details or {}).get("restored_on"):
+        return None
+    today = today_in_shanghai(clock.now()).isoformat()
+    why = f"decision {decision_id} reversed" + (
+        f" on review {event.review_id}" if event.review_id else "") + (
+        f": {event.reason}" if event.reason else "")
+    previous = domain.INVALIDATED if op.kind == "invalidate" else domain.WITHDRAWN
+    restored = uow.repo.restore(op.operation_id, domain.VALID, {
+        "event": "RESTORED", "on": today, "reason": why[:500], "decision_ref": decision_id,
+        "previous_status": previous, "previous_reason": op.details.get("reason")})
+    rows = uow.repo.counts({"operation_id": op.operation_id}, by_institution=True)
+    counts = [{"institution_id": r["_id"]["i"], "occupation_code": r["_id"]["o"],
+               "skill_level": r["_id"]["l"], "count": r["n"]} for r in rows]
+    op.details = {**op.details, "restored_on": today, "restored_by": event.review_id}
+    uow.emit(op, "CertificatesRestored", {
+        "operation_id": op.operation_id, "decision_ref": decision_id,
+        "review_ref": event.review_id, "effective_on": today, "counts": counts,
+        "total": sum(c["count"] for c in counts)}, INSPECTION)
+    return restored
 
 
 # --- filing's facts ---------------------------------------------------------------------------

@@ -54,6 +54,8 @@ class Certificate(me.Document):
     invalidation = me.DictField()
     # The invalidation or withdrawal that changed it (counts for its event come from here).
     operation_id = me.StringField()
+    # Entries for what its status no longer shows (a void result restored on review).
+    history = me.ListField(me.DictField())
 
 
 class Operation(Aggregate):

@@ -89,7 +89,10 @@ class CertificatesRepository(Repository):
 
     def _selected(self, selection):
         if selection.kind == "numbers":
-            return Certificate.objects(certificate_number__in=list(selection.numbers))
+            found = Certificate.objects(certificate_number__in=list(selection.numbers))
+            # an inspection decision names numbers of the institution it decided on only
+            return found.filter(institution_id=selection.institution_id) \
+                if selection.institution_id else found
         if selection.kind == "session":
             return Certificate.objects(institution_id=selection.institution_id,
                                        exam_session_id=selection.exam_session_id)
@@ -110,6 +113,12 @@ class CertificatesRepository(Repository):
         update_many: it cannot apply twice); returns how many changed."""
         return self._selected(selection).filter(status=valid).update(
             set__status=status, set__invalidation=record, set__operation_id=operation_id)
+
+    def restore(self, operation_id: str, valid: str, entry: dict) -> int:
+        """Make the certificates an operation voided or withdrawn valid again, with a history
+        entry (only those still ended: applied again, it changes nothing); how many changed."""
+        return Certificate.objects(operation_id=operation_id, status__ne=valid).update(
+            set__status=valid, unset__invalidation=True, push__history=entry)
 
     # --- filing's status of institutions -------------------------------------------------
     def institution_view(self, institution_id: str) -> InstitutionView | None:

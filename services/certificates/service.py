@@ -71,6 +71,15 @@ class CertificateRegistryService(Worker):
     def on_filing_expired(self, event):
         return self.handle_event(handlers.filing_status_changed, event)
 
+    # inspection's decisions: certificates voided or withdrawn, restored on reversal
+    @on_event("inspection", "SanctionDecided")
+    def on_sanction_decided(self, event):
+        return self.handle_event(handlers.inspection_decided, event)
+
+    @on_event("inspection", "DecisionReversed")
+    def on_decision_reversed(self, event):
+        return self.handle_event(handlers.inspection_reversed, event)
+
     @timer(interval=SWEEP_INTERVAL)
     def sweep(self):
         return self.handle_timer(handlers.sweep)

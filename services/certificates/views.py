@@ -23,6 +23,7 @@ def certificate_view(cert) -> dict:
         "late_reported": cert.late_reported,
         "status": cert.status,
         "invalidation": _drop_empty(dict(cert.invalidation or {})),
+        "history": [_drop_empty(dict(h)) for h in cert.history or ()],
     })
 
 

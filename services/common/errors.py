@@ -229,20 +229,22 @@ class DeadlineExceeded(VocregError):
 
 
 class ResourceExhausted(VocregError):
-    """Over a rate limit (raised at the edge): the caller may retry after `retry_after`
-    seconds (google.rpc.RetryInfo; HTTP 429 with Retry-After)."""
+    """Over a rate limit or an allowance (at the edge: calls per client address; in a worker:
+    e.g. complaints per hour): the caller may retry, after `retry_after` seconds when known
+    (google.rpc.RetryInfo; HTTP 429 with Retry-After)."""
 
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
     default_reason = "RATE_LIMITED"
 
-    def __init__(self, message: str, *, retry_after: float, reason: str | None = None,
-                 metadata: dict | None = None):
-        self.retry_after = max(0.0, float(retry_after))
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 reason: str | None = None, metadata: dict | None = None):
+        self.retry_after = None if retry_after is None else max(0.0, float(retry_after))
         super().__init__(message, reason=reason, metadata=metadata)
 
     def details(self) -> dict:
         details = super().details()
-        details["retry_delay_seconds"] = round(self.retry_after, 3)
+        if self.retry_after is not None:
+            details["retry_delay_seconds"] = round(self.retry_after, 3)
         return details
 
 

@@ -10,6 +10,8 @@ BENCH_ROUNDS rounds (default 3) with the range:
     verification against the edge's bare round trip;
   - the decision log (tests/bench/merkle_bench.py): 10,000 appends and 10,000 inclusion proofs
     against hashing the same leaves (BENCH_ONLY=merkle runs only these: no database).
+  - inspection (tests/bench/inspection_bench.py): a draw over 100,000 institutions and its
+    verification against hashing the same ids once; the worker's other calls during a draw.
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
 The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
@@ -138,6 +140,8 @@ def main() -> int:
         if os.environ.get("BENCH_ONLY") != "edge":
             from tests.bench import certificates_bench
             certificates_bench.run(print)
+            from tests.bench import inspection_bench
+            inspection_bench.run(print)
     finally:
         database.stop_server()
     results["machine"]["load_average_after"] = os.getloadavg()
