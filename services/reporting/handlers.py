@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # Read by the alert VocregReportEditionOverdue (deploy/prometheus): set by the sweep.
 EDITIONS_OVERDUE = Gauge(
     "vocreg_report_editions_overdue",
-    "Report periods past their due date without a submitted edition (this and last year).")
+    "Report periods of the action years past their due date without a submitted edition.")
 EVENTS_LOGGED = Counter(
     "vocreg_report_events_logged_total",
     "Events the report logged (redeliveries not counted), by producer and type.",
@@ -95,7 +95,7 @@ def sweep(uow, clock, settings):
     project(uow)
     today = today_in_shanghai(clock.now())
     overdue = 0
-    for year in (today.year - 1, today.year):
+    for year in settings.action_years(today):
         for period in sched.periods(settings.schedule(year), settings.calendar):
             with uow.step(f"period {period.period_id}"):
                 stored = uow.repo.period(period.period_id)

@@ -4,6 +4,10 @@ REPORTING_SCHEDULES: per-year schedules as JSON (inline, starting with "{", or a
   {"2026": {"start": "2026-07-01", "final_due": "2026-11-30", "interval_days": 14,
             "due_working_days": 2}}
 Any key left out takes its default (domain/schedule.py); a year not listed takes them all.
+REPORTING_ACTION_YEARS: the years the action runs, e.g. "2026,2027", whose periods the sweep
+watches for overdue editions (the gauge and EditionOverdue). Unset: the years listed in
+REPORTING_SCHEDULES, or, with none, the current year (so the action year's periods are
+watched, and no year without an action raises alerts).
 The working-day calendar is services/common/workdays.py's (VOCREG_CALENDAR_OVERRIDES).
 """
 from __future__ import annotations
@@ -17,12 +21,19 @@ from services.common.workdays import WorkdayCalendar, load_calendar
 from services.reporting.domain.schedule import YearSchedule
 
 ENV = "REPORTING_SCHEDULES"
+YEARS_ENV = "REPORTING_ACTION_YEARS"
 
 
 @dataclass(frozen=True)
 class ReportingSettings:
     schedules: dict[int, YearSchedule] = field(default_factory=dict)
     calendar: WorkdayCalendar = field(default_factory=WorkdayCalendar)
+    years: tuple[int, ...] = ()
+
+    def action_years(self, today: date) -> list[int]:
+        """The years whose periods are watched as of `today` (none in the future)."""
+        years = self.years or tuple(self.schedules) or (today.year,)
+        return sorted(y for y in set(years) if y <= today.year)
 
     def schedule(self, year: int) -> YearSchedule:
         return self.schedules.get(year) or YearSchedule.default(year)
@@ -67,4 +78,12 @@ def load_settings(config: dict) -> ReportingSettings:
             schedules = parse_schedules(data)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise SystemExit(f"configuration error: {ENV}: {exc}") from None
-    return ReportingSettings(schedules, load_calendar())
+    years_text = (setting(config, YEARS_ENV) or "").strip()
+    try:
+        years = tuple(int(y) for y in years_text.replace(" ", "").split(",") if y)
+    except ValueError:
+        raise SystemExit(f"configuration error: {YEARS_ENV}={years_text!r}: years, e.g. "
+                         "2026,2027") from None
+    if any(not 2000 <= y <= 2100 for y in years):
+        raise SystemExit(f"configuration error: {YEARS_ENV}: years 2000-2100")
+    return ReportingSettings(schedules, load_calendar(), years)
