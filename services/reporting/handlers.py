@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from datetime import date, timedelta
 
@@ -61,10 +62,30 @@ def record_event(producer: str, event_type: str):
     return handler
 
 
+# One greenthread of a process follows the log at a time: the others only log their event and
+# leave (ten handlers following the same entries at once would each read and try every one).
+_FOLLOWING = threading.Lock()  # green under the worker's eventlet patching
+
+
 def project(uow) -> int:
     """Follow the log from the checkpoint: each entry's contributions applied to its daily
     figures (each figure takes a position once, so a second worker following the same
-    entries, or a redelivery, changes nothing), then the checkpoint moved past it."""
+    entries, or a redelivery, changes nothing), then the checkpoint moved past it.
+
+    If this process is following the log already, that call will reach the new entry: it
+    looks again for entries logged meanwhile after it lets go, and continues if there are."""
+    applied = 0
+    while _FOLLOWING.acquire(blocking=False):
+        try:
+            applied += _follow(uow)
+        finally:
+            _FOLLOWING.release()
+        if uow.repo.log_position() <= uow.repo.checkpoint():
+            break
+    return applied
+
+
+def _follow(uow) -> int:
     applied = 0
     for n, entry in enumerate(uow.repo.entries(after=uow.repo.checkpoint()), start=1):
         for c in figures.contributions(entry):

@@ -53,6 +53,9 @@ class ReportFigure(me.Document):
 
 
 class ReportCheckpoint(me.Document):
+    """How far the projector has followed the log ("figures"), and the last position noted
+    as taken in the log ("log"; a position taken after it is found by its key)."""
+
     meta = {"db_alias": ALIAS, "collection": "checkpoints"}
 
     name = me.StringField(primary_key=True)

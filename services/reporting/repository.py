@@ -17,8 +17,9 @@ from services.reporting.models import (
 )
 
 PROJECTOR = "figures"
+LOG_HEAD = "log"
 # Log entries read per query while following or replaying the log.
-CHUNK = 500
+CHUNK = 200
 
 
 def _duplicate(exc: Exception) -> bool:
@@ -32,9 +33,23 @@ def logged(doc: ReportEventLog) -> Logged:
 
 class ReportingRepository(Repository):
     # --- the event log ------------------------------------------------------------------
+    # Only point reads by primary key and unique key here: no sort, no range scan, whatever the
+    # size of the log (the local database server scans for those).
     def log_position(self) -> int:
-        last = ReportEventLog.objects.order_by("-position").only("position").first()
-        return last.position if last else 0
+        """The last position taken: the head noted after each append, and any position taken
+        after it (a writer stopped between its insert and its note)."""
+        head = ReportCheckpoint.objects(name=LOG_HEAD).first()
+        position = head.position if head else 0
+        found = position
+        while ReportEventLog._get_collection().find_one({"_id": found + 1}, {"_id": 1}):
+            found += 1
+        if found != position:
+            self._note_head(found)
+        return found
+
+    def _note_head(self, position: int) -> None:
+        ReportCheckpoint._get_collection().update_one(
+            {"_id": LOG_HEAD}, {"$max": {"position": position}}, upsert=True)
 
     def logged_event(self, event_id: str) -> Logged | None:
         doc = ReportEventLog.objects(event_id=event_id).first()
@@ -42,32 +57,42 @@ class ReportingRepository(Repository):
 
     def append_event(self, event_id: str, kind: str, body: dict, now) -> tuple[Logged, bool]:
         """The event at the next position, or where it already is: (entry, newly logged)."""
+        earlier = self.logged_event(event_id)
+        if earlier is not None:
+            return earlier, False
+        position = self.log_position() + 1
         while True:
-            earlier = self.logged_event(event_id)
-            if earlier is not None:
-                return earlier, False
-            doc = ReportEventLog(position=self.log_position() + 1, event_id=event_id,
-                                 kind=kind, body=body, logged_at=now)
+            doc = ReportEventLog(position=position, event_id=event_id, kind=kind, body=body,
+                                 logged_at=now)
             try:
                 doc.save(force_insert=True)
-                return logged(doc), True
             except Exception as exc:
                 if not _duplicate(exc):
                     raise
-                # Another writer took this position (or logged this very event): look again.
+                earlier = self.logged_event(event_id)
+                if earlier is not None:
+                    return earlier, False  # a redelivery raced this one
+                position += 1  # another writer took this position: the next one
+                continue
+            self._note_head(position)
+            return logged(doc), True
 
     def entries(self, after: int = 0, up_to: int | None = None) -> Iterator[Logged]:
-        """Logged events in position order, read in chunks."""
+        """Logged events in position order from `after` on, read by primary key in chunks
+        (positions have no gaps: the first one missing is the end)."""
+        collection = ReportEventLog._get_collection()
         while True:
-            query = ReportEventLog.objects(position__gt=after)
-            if up_to is not None:
-                query = query.filter(position__lte=up_to)
-            chunk = list(query.order_by("position").limit(CHUNK))
-            if not chunk:
+            last = after + CHUNK if up_to is None else min(after + CHUNK, up_to)
+            if last <= after:
                 return
-            for doc in chunk:
-                yield logged(doc)
-            after = chunk[-1].position
+            found = {doc["_id"]: doc for doc in
+                     collection.find({"_id": {"$in": list(range(after + 1, last + 1))}})}
+            for position in range(after + 1, last + 1):
+                doc = found.get(position)
+                if doc is None:
+                    return
+                yield Logged(position, doc["event_id"], doc["kind"], doc["body"])
+            after = last
 
     # --- the projector ------------------------------------------------------------------
     def checkpoint(self) -> int:

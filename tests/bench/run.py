@@ -142,6 +142,8 @@ def main() -> int:
             certificates_bench.run(print)
             from tests.bench import inspection_bench
             inspection_bench.run(print)
+            from tests.bench import reporting_bench
+            reporting_bench.run(print)
     finally:
         database.stop_server()
     results["machine"]["load_average_after"] = os.getloadavg()
