@@ -127,3 +127,30 @@ def test_an_edition_over_the_bus_generated_submitted_and_refused_twice(reporting
     with pytest.raises(RemoteError) as institution:
         rpc_as(token("institution", 1)).reporting.ListEditions({"year": 2026})
     assert institution.value.exc_type == "PermissionDenied"
+
+
+def test_workers_following_the_log_at_once_count_each_event_once(reporting, publish, rpc_as):
+    """Three followers over the same entries at once (as three worker processes would be):
+    each daily figure takes each position once, whoever gets there first."""
+    import eventlet
+
+    from services.reporting import handlers
+    from services.reporting.repository import ReportingRepository
+
+    for producer, event_type, body in R.report_year():
+        publish(producer, event_type, body)
+    regulator = rpc_as(token("regulator")).reporting
+    _, figures = daily(regulator)
+    db = mongoengine.get_db("reporting")
+    db["daily_figures"].delete_many({})
+    db["checkpoints"].delete_one({"_id": "figures"})
+
+    class Follower:
+        repo = ReportingRepository("reporting")
+
+    threads = [eventlet.spawn(handlers._follow, Follower()) for _ in range(3)]
+    applied = [t.wait() for t in threads]
+    contributions = sum(len(d["contributions"]) for d in db["daily_figures"].find({}))
+    assert sum(applied) == contributions  # no contribution applied twice
+    assert daily(regulator)[1] == figures
+    assert regulator.RebuildFigures({}).get("figures_changed", 0) == 0
