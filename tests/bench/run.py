@@ -8,6 +8,8 @@ BENCH_ROUNDS rounds (default 3) with the range:
     concurrent callers;
   - certificates (tests/bench/certificates_bench.py): issuing 10,000 against inserting them,
     verification against the edge's bare round trip;
+  - courses (tests/bench/courses_bench.py): the reuse check of a new 3,000-character course
+    against 10,000 stored courses, against hashing the new course alone;
   - the decision log (tests/bench/merkle_bench.py): 10,000 appends and 10,000 inclusion proofs
     against hashing the same leaves (BENCH_ONLY=merkle runs only these: no database).
   - inspection (tests/bench/inspection_bench.py): a draw over 100,000 institutions and its
@@ -138,10 +140,11 @@ def main() -> int:
     try:
         edge_rows(results)
         if os.environ.get("BENCH_ONLY") != "edge":
-            from tests.bench import certificates_bench
+            from tests.bench import certificates_bench, courses_bench
             certificates_bench.run(print)
             from tests.bench import inspection_bench
             inspection_bench.run(print)
+            results["courses"] = courses_bench.run(print)
             from tests.bench import reporting_bench
             reporting_bench.run(print)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf import json_format
 from vocreg.certificates.v1 import certificates_pb2, certificates_pb2_grpc
+from vocreg.courses.v1 import courses_pb2, courses_pb2_grpc
 from vocreg.filing.v1 import filing_pb2, filing_pb2_grpc
 
 from tests.support import token
@@ -53,6 +54,17 @@ class Certificates(Client):
                  institution_n: int | None = None, metadata=None):
         super().__init__(certificates_pb2_grpc.CertificateRegistryStub, certificates_pb2,
                          channel, role, institution_n, metadata)
+
+
+class Courses(Client):
+    """vocreg.courses.v1.CourseReviewService; `party_id` binds a party role's token."""
+
+    def __init__(self, channel: grpc.Channel, role: str | None = None,
+                 party_id: str | None = None, metadata=None):
+        if metadata is None and role is not None:
+            metadata = (("authorization", f"Bearer {token(role, party_id=party_id)}"),)
+        super().__init__(courses_pb2_grpc.CourseReviewServiceStub, courses_pb2, channel, role,
+                         None, metadata if metadata is not None else ())
 
 
 def status_of(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:

@@ -87,7 +87,9 @@ def test_make_run_listens_where_the_variables_say_and_stops_cleanly(vhost):
             except grpc.RpcError:
                 return False
 
-        eventually(serving, timeout=60, what="every service SERVING on GRPC_PORT")
+        # Every declared service starts its worker at once: on 2 busy cores, importing and
+        # connecting eight of them takes a while; a quiet machine serves in ~15 s.
+        eventually(serving, timeout=180, what="every service SERVING on GRPC_PORT")
         first = min(s.metrics_port for s in registry().values())
         for spec in registry().values():
             port = base + spec.metrics_port - first

@@ -34,7 +34,9 @@ def sanction(decision_id, n=1, **effect) -> dict:
                             rectification_due="2025-11-09", **effect)
 
 
-def wait_for(probe, what: str, timeout: float = 10.0):
+def wait_for(probe, what: str, timeout: float = 30.0):
+    # Generous: events cross the broker between containers, and on a loaded 2-core machine
+    # a handful of them took over 10 s; a passing probe returns at once whatever the timeout.
     deadline = eventlet.hubs.get_hub().clock() + timeout
     while True:
         value = probe()
