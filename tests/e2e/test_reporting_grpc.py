@@ -6,8 +6,8 @@ submitting it, regenerating it byte for byte, correcting it after a late decisio
 diffing the two; overdue periods flagged; bad inputs refused with nothing stored.
 
 Plain pytest (grpcio must not run under eventlet). The PDF is rendered with Debian's
-poppler-utils (pdftoppm), installed here when absent and the tests run as root (as .ci/run
-does), skipped otherwise with the command to run."""
+poppler-utils (pdftoppm, poppler-data, fonts-noto-cjk), installed here when absent and the
+tests run as root (as .ci/run does), skipped otherwise with the command to run."""
 from __future__ import annotations
 
 import base64
@@ -67,14 +67,24 @@ def logged(plat, n: int) -> dict:
     return eventually(caught_up, timeout=20, what=f"{n} events logged and projected")
 
 
+# pdftoppm, the CMaps of the PDF's Adobe-GB1 font (not embedded) and a Chinese font to draw it.
+PDF_PACKAGES = ("poppler-utils", "poppler-data", "fonts-noto-cjk")
+
+
+def chinese_font() -> bool:
+    found = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True) \
+        if shutil.which("fc-list") else None
+    return bool(found and found.stdout.strip())
+
+
 def ensure_poppler() -> None:
-    if shutil.which("pdftoppm"):
+    if shutil.which("pdftoppm") and os.path.isdir("/usr/share/poppler/cMap") and chinese_font():
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("no pdftoppm: apt-get install poppler-utils")
+        pytest.skip(f"cannot render the PDF: apt-get install {' '.join(PDF_PACKAGES)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "poppler-utils"], check=True, env=env,
+    subprocess.run(["apt-get", "install", "-y", "-qq", *PDF_PACKAGES], check=True, env=env,
                    timeout=1200)
 
 
