@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge
 
 from services.common import paging
 from services.common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from services.common.vocabulary import parse_date
 from services.common.workdays import today_in_shanghai
 from services.reporting import exports
 from services.reporting.domain import definition as d
@@ -197,18 +198,6 @@ def get_edition(cmd, uow, clock, settings):
 
 
 # --- generating and submitting ----------------------------------------------------------------
-def _parse_day(value, field: str, errors: list) -> date | None:
-    text = (value or "").strip() if isinstance(value, str) else ""
-    if not text:
-        errors.append(f"{field}: required, an ISO date (YYYY-MM-DD)")
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        errors.append(f"{field}: not an ISO date (YYYY-MM-DD)")
-        return None
-
-
 def _period_of(edition: ReportEdition) -> sched.Period:
     """The period as the edition was generated for it (the schedule may change later)."""
     from services.common.workdays import Deadline
@@ -222,7 +211,7 @@ def _period_of(edition: ReportEdition) -> sched.Period:
 
 def generate_edition(cmd, uow, clock, settings):
     errors: list[str] = []
-    cut_off = _parse_day(cmd.request.get("cut_off"), "cut_off", errors)
+    cut_off = parse_date(cmd.request.get("cut_off"), "cut_off", errors)
     if cut_off is not None and not 2000 <= cut_off.year <= 2100:
         errors.append("cut_off: the year must be 2000-2100")
     if errors:
@@ -397,8 +386,8 @@ def export_edition(cmd, uow, clock, settings):
 def get_daily_figures(cmd, uow, clock, settings):
     request = cmd.request
     errors: list[str] = []
-    first = _parse_day(request.get("from_day"), "from_day", errors)
-    last = _parse_day(request.get("to_day"), "to_day", errors)
+    first = parse_date(request.get("from_day"), "from_day", errors)
+    last = parse_date(request.get("to_day"), "to_day", errors)
     wanted = [f.strip() for f in request.get("figures") or []]
     unknown = [f for f in wanted if f not in d.BY_KEY]
     if unknown:

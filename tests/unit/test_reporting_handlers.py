@@ -168,7 +168,7 @@ def test_generating_needs_a_passed_cut_off_of_the_schedule(uow, clock, settings,
         generate(uow, clock, settings, "2026-07-28")
     with pytest.raises(InvalidArgument, match="not a cut-off"):
         generate(uow, clock, settings, "2026-07-13")
-    with pytest.raises(InvalidArgument, match="ISO date"):
+    with pytest.raises(InvalidArgument, match="YYYY-MM-DD"):
         generate(uow, clock, settings, "14.07.2026")
     with pytest.raises(InvalidArgument, match="required"):
         generate(uow, clock, settings, "")
