@@ -157,6 +157,7 @@ def _year(request: dict) -> int:
 
 def list_editions(cmd, uow, clock, settings):
     year = _year(cmd.request)
+    page = paging.page(cmd, clock.now())
     today = today_in_shanghai(clock.now())
     stored = uow.repo.periods_of(year)
     by_period: dict[str, list[ReportEdition]] = {}
@@ -179,7 +180,11 @@ def list_editions(cmd, uow, clock, settings):
             "status": status, "days_overdue": days,
             "submitted_edition_id": submitted.edition_id if submitted else "",
             "editions": [summary_view(e) for e in editions]})
-    return {"year": year, "periods": answer, "overdue_count": overdue}
+    after = int(page.after or 0)
+    shown = [p for p in answer if p["number"] > after][:page.size]
+    more = shown and shown[-1]["number"] < answer[-1]["number"]
+    return {"year": year, "periods": shown, "overdue_count": overdue,
+            "page": page.response(shown[-1]["number"] if more else None)}
 
 
 def _edition(uow, edition_id: str, field: str = "edition_id") -> ReportEdition:
@@ -420,7 +425,7 @@ def rebuild_figures(cmd, uow, clock, settings):
     if changed or extra:
         log.warning("rebuild: %d daily figures differed from the log, %d had no events",
                     len(changed), len(extra))
-    uow.repo.replace_figures(changed, extra)
+    uow.repo.replace_figures(changed, extra, stored)
     uow.repo.advance_checkpoint(position)
     return {"events_replayed": len(entries), "figures_changed": len(changed) + len(extra),
             "figures_total": len(rebuilt), "log_position": str(position)}

@@ -135,12 +135,29 @@ class ReportingRepository(Repository):
     def all_figures(self) -> dict[str, dict]:
         return {doc["_id"]: doc for doc in ReportFigure._get_collection().find({})}
 
-    def replace_figures(self, docs: dict[str, dict], remove: list[str]) -> None:
+    def replace_figures(self, docs: dict[str, dict], remove: list[str],
+                        read: dict[str, dict]) -> int:
+        """Write the rebuilt daily figures and delete those without events, each only if it
+        is still as it was `read` (a follower that applied a newer event meanwhile wins: its
+        figure is left to the next rebuild). How many were written or deleted."""
         collection = ReportFigure._get_collection()
+        done = 0
         for key, doc in docs.items():
-            collection.replace_one({"_id": key}, {"_id": key, **doc}, upsert=True)
-        if remove:
-            collection.delete_many({"_id": {"$in": remove}})
+            before = read.get(key)
+            try:
+                if before is None:
+                    collection.insert_one({"_id": key, **doc})
+                    done += 1
+                else:
+                    done += collection.replace_one(
+                        {"_id": key, "position": before.get("position")},
+                        {"_id": key, **doc}).modified_count
+            except DuplicateKeyError:
+                pass  # a follower created it meanwhile
+        for key in remove:
+            done += collection.delete_one(
+                {"_id": key, "position": read[key].get("position")}).deleted_count
+        return done
 
     # --- periods and editions -----------------------------------------------------------
     def period(self, period_id: str) -> ReportPeriod | None:

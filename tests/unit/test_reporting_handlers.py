@@ -62,10 +62,11 @@ class FakeReportingRepository(FakeRepository, ReportingRepository):
         return {k: dict(v, contributions=list(v["contributions"])) for k, v in
                 self.figures.items()}
 
-    def replace_figures(self, docs, remove):
+    def replace_figures(self, docs, remove, read):
         self.figures.update({k: dict(v) for k, v in docs.items()})
         for key in remove:
             self.figures.pop(key, None)
+        return len(docs) + len(remove)
 
     def period(self, period_id):
         return self.load(ReportPeriod, period_id)
@@ -232,7 +233,15 @@ def test_the_sweep_raises_each_overdue_period_once_and_sets_the_gauge(uow, clock
     uow.begin()
     assert handlers.sweep(uow, clock, settings) == {"overdue": 1}
     listed = run(handlers.list_editions, uow, clock, settings, {"year": 2026}, REGULATOR)
-    assert listed["overdue_count"] == 1
+    assert listed["overdue_count"] == 1 and not listed["page"]["next_page_token"]
+    first = run(handlers.list_editions, uow, clock, settings,
+                {"year": 2026, "page": {"page_size": 8}}, REGULATOR)
+    rest = run(handlers.list_editions, uow, clock, settings,
+               {"year": 2026, "page": {"page_size": 8,
+                                       "page_token": first["page"]["next_page_token"]}},
+               REGULATOR)
+    assert [p["number"] for p in first["periods"] + rest["periods"]] == list(range(1, 12))
+    assert rest["overdue_count"] == 1 and not rest["page"]["next_page_token"]
     assert [p["status"] for p in listed["periods"][:3]] == [
         "PERIOD_STATUS_SUBMITTED_LATE", "PERIOD_STATUS_OVERDUE", "PERIOD_STATUS_OPEN"]
 
