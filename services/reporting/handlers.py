@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 from google.protobuf import json_format
 from prometheus_client import Counter, Gauge
+from vocreg.reporting.v1 import reporting_pb2
 
 from services.common import paging
 from services.common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
@@ -198,6 +199,16 @@ def _edition(uow, edition_id: str, field: str = "edition_id") -> ReportEdition:
     return edition
 
 
+def _enum_name(enum_type, value) -> str:
+    """An enum field as its name: the edge sends names, a caller on the bus may send numbers."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return enum_type.Name(value)
+        except ValueError:
+            return ""
+    return value if isinstance(value, str) else ""
+
+
 def get_edition(cmd, uow, clock, settings):
     return {"edition": edition_view(_edition(uow, cmd.request.get("edition_id")))}
 
@@ -354,8 +365,8 @@ def explain_figure(cmd, uow, clock, settings):
     if figure not in d.BY_KEY:
         raise InvalidArgument(f"figure: not a figure of the report ({figure!r}); see "
                               "GetReportDefinition", reason="UNKNOWN_FIGURE")
-    column = request.get("column") or figures.CUMULATIVE
-    if column in ("FIGURE_COLUMN_UNSPECIFIED", 0):
+    column = _enum_name(reporting_pb2.FigureColumn, request.get("column"))
+    if column in ("", "FIGURE_COLUMN_UNSPECIFIED"):
         column = figures.CUMULATIVE
     page = paging.page(cmd, clock.now())
     cell = _table_of(uow, edition).cells[(figure, column)]
@@ -371,7 +382,7 @@ def explain_figure(cmd, uow, clock, settings):
 
 def export_edition(cmd, uow, clock, settings):
     edition = _edition(uow, cmd.request.get("edition_id"))
-    fmt = cmd.request.get("format") or "EXPORT_FORMAT_UNSPECIFIED"
+    fmt = _enum_name(reporting_pb2.ExportFormat, cmd.request.get("format"))
     if fmt not in exports.FORMATS:
         raise InvalidArgument("format: EXPORT_FORMAT_XLSX, EXPORT_FORMAT_PDF or "
                               "EXPORT_FORMAT_CSV")

@@ -258,6 +258,10 @@ def test_diff_and_explain_read_the_events_again(uow, clock, settings, year):
                     {"edition_id": "2026-p01-r1", "figure": "checked_training"}, REGULATOR)
     assert explained["value"] == "1" and explained["total"] == 1
     assert explained["contributions"][0]["event_id"] == "ins-done-1"
+    period_column = run(handlers.explain_figure, uow, clock, settings,
+                        {"edition_id": "2026-p01-r1", "figure": "checked_training",
+                         "column": 1}, REGULATOR)
+    assert period_column["column"] == "FIGURE_COLUMN_PERIOD"
     with pytest.raises(InvalidArgument, match="not a figure"):
         run(handlers.explain_figure, uow, clock, settings,
             {"edition_id": "2026-p01-r1", "figure": "nope"}, REGULATOR)
@@ -280,6 +284,13 @@ def test_export_answers_the_bytes_fixed_at_generation(uow, clock, settings, year
         assert hashlib.sha256(base64.b64decode(answer["content"])).hexdigest() == \
             answer["sha256"] == fixed["sha256"]
         assert answer["filename"] == fixed["filename"]
+    # A caller on the bus may name the format by its number.
+    by_number = run(handlers.export_edition, uow, clock, settings,
+                    {"edition_id": "2026-p01-r1", "format": 3}, REGULATOR)
+    assert by_number["filename"].endswith(".csv")
+    with pytest.raises(InvalidArgument, match="format"):
+        run(handlers.export_edition, uow, clock, settings,
+            {"edition_id": "2026-p01-r1", "format": 0}, REGULATOR)
 
 
 def test_a_rebuild_repairs_what_differs_from_the_log(uow, clock, settings, year):
