@@ -8,6 +8,9 @@ BENCH_ROUNDS rounds (default 3) with the range:
     concurrent callers;
   - certificates (tests/bench/certificates_bench.py): issuing 10,000 against inserting them,
     verification against the edge's bare round trip;
+  - grading (tests/bench/grading_bench.py): ComputeGrades over 10,000 institutions x 58
+    indicators, its scoring against the same arithmetic in plain numpy (goal <= 3x), the whole
+    call (goal < 5 s), and another call's latency while it runs;
   - courses (tests/bench/courses_bench.py): the reuse check of a new 3,000-character course
     against 10,000 stored courses, against hashing the new course alone;
   - the decision log (tests/bench/merkle_bench.py): 10,000 appends and 10,000 inclusion proofs
@@ -145,6 +148,8 @@ def main() -> int:
             from tests.bench import inspection_bench
             inspection_bench.run(print)
             results["courses"] = courses_bench.run(print)
+            from tests.bench import grading_bench
+            grading_bench.run(print)
             from tests.bench import reporting_bench
             reporting_bench.run(print)
     finally:
