@@ -17,6 +17,9 @@ BENCH_ROUNDS rounds (default 3) with the range:
     against hashing the same leaves (BENCH_ONLY=merkle runs only these: no database).
   - inspection (tests/bench/inspection_bench.py): a draw over 100,000 institutions and its
     verification against hashing the same ids once; the worker's other calls during a draw.
+  - the ministry report (tests/bench/reporting_bench.py): events logged and projected against
+    one insert per event; an edition generated against the pure fold; the worker's other
+    calls during a generation.
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
 The results are written as JSON (BENCH_OUT, default .bench/bench-<UTC time>.json) so two runs
