@@ -3,7 +3,9 @@ on the broker as their services publish them, the reporting worker following the
 regulator over gRPC generating the first edition, exporting it (the XLSX read back with
 openpyxl and compared with the RPC, the PDF rendered to PNG and looked at, the CSV parsed),
 submitting it, regenerating it byte for byte, correcting it after a late decision and
-diffing the two; overdue periods flagged; bad inputs refused with nothing stored.
+diffing the two; overdue periods flagged; bad inputs refused with nothing stored; and the
+events of the real filing and certificate services, driven over gRPC, counted as the
+published ones are.
 
 Plain pytest (grpcio must not run under eventlet). The PDF is rendered with Debian's
 poppler-utils (pdftoppm, poppler-data, fonts-noto-cjk), installed here when absent and the
@@ -39,8 +41,11 @@ OK = grpc.StatusCode
 
 @pytest.fixture(scope="module")
 def plat(tmp_path_factory):
-    started = Platform(tmp_path_factory.mktemp("report"), services=("reporting",), clock=True,
-                       SWEEP_INTERVAL=1).start()
+    # filing and the certificate registry run too: the last test drives them, and the report
+    # counts what they publish.
+    started = Platform(tmp_path_factory.mktemp("report"),
+                       services=("filing", "certificates", "reporting"), clock=True,
+                       SWEEP_INTERVAL=1, FILING_DISTRICT_QUOTA=100).start()
     yield started
     codes = started.stop()
     assert set(codes.values()) == {0}, f"unclean shutdown {codes}:\n{started.logs()}"
@@ -376,3 +381,63 @@ def test_bad_requests_are_refused_precisely_and_store_nothing(plat, year):
     inspector = reporting(plat, "inspector")
     assert inspector.GetEdition({"edition_id": "2026-p01-r1"})["edition"]["edition_id"] == \
         "2026-p01-r1"
+
+
+def test_what_the_real_filing_and_certificate_services_publish_is_counted(plat, year):
+    """Driven over gRPC: an institution filed, certificates issued, two voided, one withdrawn,
+    the filing suspended, all on 20 July; the report counts them in p02 (submitted before,
+    so its new edition corrects it), each cell's change traced to the producer's event."""
+    from tests.e2e.test_certificates_grpc import (
+        at,
+        batch,
+        file_institution,
+        issuer,
+        regulator_filing,
+        row,
+    )
+    from tests.e2e.test_certificates_grpc import regulator as registry
+    from tests.support import uscc
+
+    n = 951
+    file_institution(plat, n)
+    at(plat, 2026, 7, 20)
+    issued = issuer(plat, n).IssueCertificates(
+        batch([row(1), row(2), row(3)], session="2026-07-R", assessed="2026-07-10"))
+    numbers = [r["certificate_number"] for r in issued["results"]]
+    voided = registry(plat).InvalidateCertificates({
+        "selection": {"certificate_numbers": numbers[:2]},
+        "reason": "INVALIDATION_REASON_EXAM_MISCONDUCT", "decision_ref": "安人社〔2026〕31号"})
+    withdrawn = registry(plat).WithdrawCertificates({
+        "selection": {"certificate_numbers": numbers[2:]}, "decision_ref": "安人社〔2026〕32号",
+        "recover_subsidies": True})
+    regulator_filing(plat).SuspendInstitution({"institution_id": uscc(n),
+                                               "reason": "限期整改", "decision_ref": "安人社〔2026〕33号"})
+
+    regulator = reporting(plat)
+
+    def counted():
+        answer = regulator.GetDailyFigures({"from_day": "2026-07-20", "to_day": "2026-07-20"})
+        found = {f["figure"]: f["value"] for f in answer.get("figures", [])}
+        wanted = {"certificates_invalidated": "2", "certificate_data_withdrawn": "1",
+                  "filings_suspended": "1"}
+        return found if all(found.get(k) == v for k, v in wanted.items()) else None
+    eventually(counted, timeout=30, what="the producers' events counted on 20 July")
+
+    plat.set_clock(R.shanghai_noon("2026-08-20"))
+    p02 = regulator.ListEditions({"year": 2026})["periods"][1]
+    submitted = p02["submitted_edition_id"]
+    corrected = regulator.GenerateEdition({"cut_off": "2026-07-28"})["edition"]
+    assert corrected["corrects_edition_id"] == submitted
+    diff = regulator.DiffEditions({"from_edition_id": submitted,
+                                   "to_edition_id": corrected["edition_id"]})
+    cells = {(c["figure"], c["column"]): c for c in diff["changes"]}
+    invalidated = cells[("certificates_invalidated", "FIGURE_COLUMN_PERIOD")]
+    assert (invalidated.get("before", "0"), invalidated["after"]) == ("0", "2")
+    [event] = invalidated["added"]
+    assert event["event_type"] == "certificates.CertificatesInvalidated"
+    assert event["subject_id"] == voided["result"]["operation_id"] and event["amount"] == "2"
+    withdrew = cells[("certificate_data_withdrawn", "FIGURE_COLUMN_PERIOD")]["added"][0]
+    assert withdrew["subject_id"] == withdrawn["result"]["operation_id"]
+    suspended = cells[("filings_suspended", "FIGURE_COLUMN_PERIOD")]["added"][0]
+    assert (suspended["event_type"], suspended["subject_id"]) == \
+        ("filing.InstitutionSuspended", uscc(n))
