@@ -127,7 +127,7 @@ def sweep(uow, clock, settings):
                     continue
                 overdue += 1
                 if stored is None:
-                    stored = uow.add(_new_period(period))
+                    stored = uow.add(_new_period(period), on_duplicate=_racing)
                 if not stored.overdue_raised:
                     stored.overdue_raised = True
                     uow.emit(stored, "EditionOverdue", {

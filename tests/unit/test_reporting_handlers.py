@@ -312,3 +312,19 @@ def test_daily_figures_are_bounded_and_checked(uow, clock, settings, year):
             ({"from_day": "2026-07-01", "to_day": "2026-07-02", "figures": ["x"]}, "figures")):
         with pytest.raises(InvalidArgument, match=problem):
             run(handlers.get_daily_figures, uow, clock, settings, request, REGULATOR)
+
+
+def test_two_sweeps_racing_for_a_new_period_skip_it_instead_of_failing(uow, clock, settings,
+                                                                       year, monkeypatch):
+    clock.set(2026, 7, 20)  # p01 overdue
+    uow.begin()
+    handlers.sweep(uow, clock, settings)
+    uow.flush()
+    uow.publish()
+    # The other worker's sweep read no period a moment before this one was written.
+    monkeypatch.setattr(type(uow.repo), "period", lambda self, period_id: None)
+    uow.begin()
+    assert handlers.sweep(uow, clock, settings) == {"overdue": 1}
+    uow.flush()
+    uow.publish()
+    assert len(uow.events("EditionOverdue")) == 1
