@@ -273,6 +273,9 @@ class ServiceForwarder:
         return from_dict(result, response_class)
 
 
+HEALTH_CHECK_TIMEOUT = 2.0  # seconds a worker has to answer `health`
+
+
 class HealthWatcher(threading.Thread):
     """Marks each service SERVING while a worker consumes its queue and answers `health`
     (which pings its database), NOT_SERVING otherwise.
@@ -307,8 +310,9 @@ class HealthWatcher(threading.Thread):
             serving = False
             if self.watch.present(name):
                 try:
-                    self.client.call(name, "health", None, None,
-                                     timeout=min(2.0, self.settings.health_interval))
+                    # Its own timeout, not the interval: a short interval (tests use 0.5 s)
+                    # must not turn a busy but live worker's 0.6 s answer into NOT_SERVING.
+                    self.client.call(name, "health", None, None, timeout=HEALTH_CHECK_TIMEOUT)
                     serving = True
                 except Exception as exc:
                     log.warning("health: %s worker not answering (%s)", name, type(exc).__name__)
