@@ -17,6 +17,8 @@ BENCH_ROUNDS rounds (default 3) with the range:
     against hashing the same leaves (BENCH_ONLY=merkle runs only these: no database).
   - inspection (tests/bench/inspection_bench.py): a draw over 100,000 institutions and its
     verification against hashing the same ids once; the worker's other calls during a draw.
+  - escrow (tests/bench/escrow_bench.py): 10,000 ledger transfers in batches through gRPC
+    against inserting the same entry documents directly (goal at most 2x).
   - the ministry report (tests/bench/reporting_bench.py): events logged and projected against
     one insert per event; an edition generated against the pure fold; the worker's other
     calls during a generation.
@@ -153,6 +155,8 @@ def main() -> int:
             results["courses"] = courses_bench.run(print)
             from tests.bench import grading_bench
             grading_bench.run(print)
+            from tests.bench import escrow_bench
+            escrow_bench.run(print)
             from tests.bench import reporting_bench
             reporting_bench.run(print)
     finally:
