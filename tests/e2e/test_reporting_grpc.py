@@ -4,7 +4,7 @@ regulator over gRPC generating the first edition, exporting it (the XLSX read ba
 openpyxl and compared with the RPC, the PDF rendered to PNG and looked at, the CSV parsed),
 submitting it, regenerating it byte for byte, correcting it after a late decision and
 diffing the two; overdue periods flagged; bad inputs refused with nothing stored; and the
-events of the real filing and certificate services, driven over gRPC, counted as the
+events of the real filing, certificate and escrow services, driven over gRPC, counted as the
 published ones are.
 
 Plain pytest (grpcio must not run under eventlet). The PDF is rendered with Debian's
@@ -41,11 +41,12 @@ OK = grpc.StatusCode
 
 @pytest.fixture(scope="module")
 def plat(tmp_path_factory):
-    # filing and the certificate registry run too: the last test drives them, and the report
-    # counts what they publish.
+    # filing, the certificate registry and escrow run too: the last test drives them, and the
+    # report counts what they publish.
     started = Platform(tmp_path_factory.mktemp("report"),
-                       services=("filing", "certificates", "reporting"), clock=True,
-                       SWEEP_INTERVAL=1, FILING_DISTRICT_QUOTA=100).start()
+                       services=("filing", "certificates", "escrow", "reporting"), clock=True,
+                       SWEEP_INTERVAL=1, FILING_DISTRICT_QUOTA=100,
+                       ESCROW_CONSERVATION_INTERVAL=600).start()
     yield started
     codes = started.stop()
     assert set(codes.values()) == {0}, f"unclean shutdown {codes}:\n{started.logs()}"
@@ -383,10 +384,12 @@ def test_bad_requests_are_refused_precisely_and_store_nothing(plat, year):
         "2026-p01-r1"
 
 
-def test_what_the_real_filing_and_certificate_services_publish_is_counted(plat, year):
+def test_what_the_real_filing_certificate_and_escrow_services_publish_is_counted(plat, year):
     """Driven over gRPC: an institution filed, certificates issued, two voided, one withdrawn,
-    the filing suspended, all on 20 July; the report counts them in p02 (submitted before,
-    so its new edition corrects it), each cell's change traced to the producer's event."""
+    a prepaid fee paid into custody and refunded on a complaint, the filing suspended, all on
+    20 July; the report counts them in p02 (submitted before, so its new edition corrects
+    it), each cell's change traced to the producer's event."""
+    from tests.e2e import test_escrow_grpc as escrow
     from tests.e2e.test_certificates_grpc import (
         at,
         batch,
@@ -410,6 +413,19 @@ def test_what_the_real_filing_and_certificate_services_publish_is_counted(plat, 
     withdrawn = registry(plat).WithdrawCertificates({
         "selection": {"certificate_numbers": numbers[2:]}, "decision_ref": "安人社〔2026〕32号",
         "recover_subsidies": True})
+    # A prepaid fee paid into custody, and refunded whole on a complaint (cooling-off days).
+    eventually(lambda: plat.db("escrow")["institutions"].find_one(
+        {"_id": uscc(n), "status": "ACTIVE"}), timeout=20, what="escrow learning the filing")
+    scheme = escrow.file_scheme(plat, n)
+    escrow.pay(plat, n, scheme, "HT-951-1", hours=10, signed_on="2026-07-20",
+               paid_on="2026-07-20", classes_until="2026-10-20")
+    complaint = escrow.regulator(plat).FileRefundComplaint({
+        "institution_id": uscc(n), "contract_id": "HT-951-1", "complainant_name": "王五",
+        "reason": "12345热线转办", "request_id": "rc-951"})["complaint"]
+    escrow.regulator(plat).DecideComplaint({
+        "complaint_id": complaint["complaint_id"], "outcome": "COMPLAINT_OUTCOME_REFUNDED",
+        "refund_fen": 10 * escrow.PRICE, "reasons": ["冷静期内全额退费"],
+        "decision_ref": "AY-TF-2026-9", "request_id": "rd-951"})
     regulator_filing(plat).SuspendInstitution({"institution_id": uscc(n),
                                                "reason": "限期整改", "decision_ref": "安人社〔2026〕33号"})
 
@@ -419,7 +435,8 @@ def test_what_the_real_filing_and_certificate_services_publish_is_counted(plat, 
         answer = regulator.GetDailyFigures({"from_day": "2026-07-20", "to_day": "2026-07-20"})
         found = {f["figure"]: f["value"] for f in answer.get("figures", [])}
         wanted = {"certificates_invalidated": "2", "certificate_data_withdrawn": "1",
-                  "filings_suspended": "1"}
+                  "filings_suspended": "1", "refund_complaints_resolved": "1",
+                  "amount_refunded": str(10 * escrow.PRICE)}
         return found if all(found.get(k) == v for k, v in wanted.items()) else None
     eventually(counted, timeout=30, what="the producers' events counted on 20 July")
 
@@ -441,3 +458,6 @@ def test_what_the_real_filing_and_certificate_services_publish_is_counted(plat, 
     suspended = cells[("filings_suspended", "FIGURE_COLUMN_PERIOD")]["added"][0]
     assert (suspended["event_type"], suspended["subject_id"]) == \
         ("filing.InstitutionSuspended", uscc(n))
+    refunded = cells[("amount_refunded", "FIGURE_COLUMN_PERIOD")]["added"][0]
+    assert (refunded["event_type"], refunded["subject_id"], refunded["amount"]) == \
+        ("escrow.ComplaintResolved", complaint["complaint_id"], str(10 * escrow.PRICE))
