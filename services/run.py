@@ -1,7 +1,11 @@
 """`make run`: the local database, every worker and the edge, stopped together on Ctrl-C.
 
-Each is its own process (grpcio and eventlet never share one). If any of them dies, the
-others are stopped and the exit code says so: a half-running platform is not left behind.
+Each is its own process (grpcio and eventlet never share one). A worker or the edge that dies
+once it has been running is started again after a pause that doubles from RESTART_DELAY up to
+RESTART_DELAY_MAX (reset once it has run STABLE_AFTER seconds), each restart logged, as
+Kubernetes restarts a pod's container. One that exits by itself with an error within its first
+FIRST_START_GRACE seconds (a configuration or code problem: starting it again would not help)
+stops the others, and the exit code says so: a half-running platform is not left behind.
 
 Before starting anything it checks, each in one line naming what to set: every port it will
 listen on (GRPC_PORT, HTTP_PORT, EDGE_METRICS_PORT, each worker's metrics port), the broker and the vhost
@@ -31,6 +35,60 @@ from services.common.spec import registry
 log = logging.getLogger("vocreg.run")
 
 STOP_TIMEOUT = 15.0
+RESTART_DELAY = 1.0
+RESTART_DELAY_MAX = 30.0
+STABLE_AFTER = 60.0
+FIRST_START_GRACE = 5.0
+
+
+def restart_delay(restarts: int) -> float:
+    """The pause before restart number `restarts` (1, 2, ...) of a child in a row."""
+    return min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (restarts - 1))
+
+
+class Child:
+    """One process of the platform, started again when it dies (see the module's doc)."""
+
+    def __init__(self, label: str, cmd: list[str], env_extra: dict | None = None):
+        self.label, self.cmd, self.env_extra = label, cmd, env_extra
+        self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.starts = 0
+        self.restarts_in_a_row = 0
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = start(self.cmd, self.env_extra)
+        self.started_at = time.monotonic()
+        self.starts += 1
+        self.restart_at = None
+
+    def check(self, now: float) -> str | None:
+        """Restart what is due; "fatal" when the child died at its first start."""
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.start()
+                log.warning(f"vocreg: {self.label} started again (pid {self.process.pid})")
+            return None
+        code = self.process.poll()
+        if code is None:
+            return None
+        ran = now - self.started_at
+        if self.starts == 1 and ran < FIRST_START_GRACE and code > 0:
+            # It stopped itself as it started: a configuration or code problem (killed by a
+            # signal, it is restarted like any crash).
+            log.error(f"vocreg: {self.label} exited with {code} at start; stopping the rest")
+            return "fatal"
+        self.restarts_in_a_row = 1 if ran >= STABLE_AFTER else self.restarts_in_a_row + 1
+        delay = restart_delay(self.restarts_in_a_row)
+        self.restart_at = now + delay
+        log.error(f"vocreg: {self.label} exited with {code} after {ran:.1f}s; starting it "
+                  f"again in {delay:g}s (restart {self.restarts_in_a_row} in a row)")
+        return None
+
+    @property
+    def running(self) -> subprocess.Popen | None:
+        return self.process if self.restart_at is None else None
 
 
 def broker_reachable(uri: str) -> bool:
@@ -212,11 +270,11 @@ def run_platform(database: localdb.DatabaseServer | None, database_line: str,
     signal.signal(signal.SIGHUP, request_stop)  # the terminal closed: stop, do not orphan
     specs = registry()
     services = list(specs)
-    children = {}
-    for name in services:
-        children[f"worker:{name}"] = start(["services.common.worker", name],
-                                           {"METRICS_PORT": str(ports[name])})
-    children["edge"] = start(["services.common.edge", "--services", ",".join(services)])
+    children = [Child(f"worker:{name}", ["services.common.worker", name],
+                      {"METRICS_PORT": str(ports[name])}) for name in services]
+    children.append(Child("edge", ["services.common.edge", "--services", ",".join(services)]))
+    for child in children:
+        child.start()
     port = config.env_int("GRPC_PORT", config.DEFAULT_GRPC_PORT)
     http_port = config.env_int("HTTP_PORT", config.DEFAULT_HTTP_PORT)
     edge_metrics = config.env_int("EDGE_METRICS_PORT", config.DEFAULT_EDGE_METRICS_PORT)
@@ -231,9 +289,8 @@ def run_platform(database: localdb.DatabaseServer | None, database_line: str,
 
     exit_code = 0
     while not stopping:
-        for label, child in children.items():
-            if child.poll() is not None:
-                log.error(f"vocreg: {label} exited with {child.returncode}; stopping the rest")
+        for child in children:
+            if child.check(time.monotonic()) == "fatal":
                 exit_code, stopping = 1, True
                 break
         if database is not None and not stopping and not database.alive():
@@ -242,11 +299,12 @@ def run_platform(database: localdb.DatabaseServer | None, database_line: str,
             exit_code, stopping = 1, True
         time.sleep(0.2)
 
-    for child in children.values():
+    running = {c.label: c.running for c in children if c.running is not None}
+    for child in running.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
-    for label, child in children.items():
+    for label, child in running.items():
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import date, timedelta
 
 from services.common.auth import PARTY_ROLES, issue_token
-from services.common.identifiers import uscc_check_character
+from services.common.identifiers import id_check_character, uscc_check_character
 
 SIX_MATERIALS = (
     "MATERIAL_KIND_BASIC_INFORMATION",
@@ -20,6 +21,27 @@ def uscc(n: int) -> str:
     """A valid unified social credit code, distinct for each n (Henan Anyang registration)."""
     first17 = f"52410502MJ{n:07d}"
     return first17 + uscc_check_character(first17)
+
+
+def resident_id(i: int) -> str:
+    """A valid GB 11643 ID number (Anyang), distinct for each i below 10,000,000: born
+    i // 1000 days after 1980-01-01, sequence i % 1000."""
+    born = date(1980, 1, 1) + timedelta(days=i // 1000)
+    first17 = f"410502{born:%Y%m%d}{i % 1000:03d}"
+    return first17 + id_check_character(first17)
+
+
+def write_xlsx(path, header: list, rows: list, title: str | None = None):
+    """A workbook as a clerk's spreadsheet program saves one: a header row, then the rows."""
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title)
+    sheet.append(header)
+    for row in rows:
+        sheet.append(row)
+    book.save(path)
+    return path
 
 
 def material(kind: str) -> dict:

@@ -21,7 +21,13 @@ from services.certificates.views import (
 )
 from services.common import paging
 from services.common.auth import Identity, require_own_institution
-from services.common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import (
+    Conflict,
+    ContractViolation,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from services.common.idempotency import rebuilds_its_answer
 from services.common.vocabulary import normalize_id
 from services.common.workdays import today_in_shanghai
@@ -505,9 +511,8 @@ def filing_status_changed(event, uow, clock, settings):
     delivers them in. Nothing already issued changes: only new batches are refused."""
     event_type = type(event).DESCRIPTOR.name
     institution_id = normalize_id(event.institution_id)
-    if not institution_id:
-        log.error("%s %s without institution_id dropped", event_type, event.meta.event_id)
-        return
+    if not institution_id:  # kept as a dead letter (services/common/entrypoints.py)
+        raise ContractViolation(f"filing.{event_type} {event.meta.event_id}: no institution_id")
     occurred_at = event.meta.occurred_at.ToJsonString()
     reason = getattr(event, "reason", "") or ("filed" if event_type == "InstitutionFiled" else "")
     status = domain.STATUS_BY_FILING_EVENT[event_type]
@@ -523,6 +528,7 @@ def filing_status_changed(event, uow, clock, settings):
         if uow.repo.set_status(institution_id, status, reason, occurred_at,
                                event.meta.sequence, event.meta.event_id, view):
             return
+    # A transient failure: the event is delivered again after a pause (EVENT_RETRY_DELAY)
     raise Conflict(f"status of {institution_id} kept changing; the event will be redelivered")
 
 

@@ -28,10 +28,12 @@ from nameko.constants import (
     SERIALIZER_CONFIG_KEY,
 )
 from nameko.extensions import DependencyProvider
+from prometheus_client import Counter
 
 from services.common import limits
 from services.common.amqp_rpc import CHECKED_CONTEXT_KEY
 from services.common.auth import Identity, authorize, verify_token
+from services.common.consumer import QueueConsumer
 from services.common.errors import DELIBERATE_ERRORS, InvalidArgument
 from services.common.protos import access_policies, from_dict, service_proto
 
@@ -53,15 +55,36 @@ class _Responder(nameko_rpc.Responder):
     publisher_cls = _ReplyPublisher
 
 
+REPLIES_UNSENT = Counter(
+    "vocreg_rpc_replies_unsent_total",
+    "RPC replies a worker could not publish (the broker was gone): the request went back to "
+    "its queue, or was dropped if it had already come back once.", ["outcome"])
+
+
 class _RpcConsumer(nameko_rpc.RpcConsumer):
+    queue_consumer = QueueConsumer()
+
     def handle_result(self, message, result, exc_info):
-        # nameko 2.14's RpcConsumer.handle_result with the responder above.
+        # nameko 2.14's RpcConsumer.handle_result with the responder above, and a reply that
+        # cannot be published put back instead of killing the container (consumer.py).
         config = self.container.config
         responder = _Responder(config[AMQP_URI_CONFIG_KEY], nameko_rpc.get_rpc_exchange(config),
                                config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
                                ssl=config.get(AMQP_SSL_CONFIG_KEY),
                                login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
-        result, exc_info = responder.send_response(result, exc_info)
+        try:
+            result, exc_info = responder.send_response(result, exc_info)
+        except Exception as exc:  # the broker is gone, after the publisher's own retries
+            again = not message.delivery_info.get("redelivered")
+            REPLIES_UNSENT.labels("requeued" if again else "dropped").inc()
+            log.warning("reply to %s not sent (%s); the request is %s",
+                        message.delivery_info.get("routing_key"), type(exc).__name__,
+                        "put back on its queue" if again else "dropped (it came back once)")
+            if again:
+                self.queue_consumer.requeue_message(message)
+            else:
+                self.queue_consumer.ack_message(message)
+            return result, exc_info
         self.queue_consumer.ack_message(message)
         return result, exc_info
 

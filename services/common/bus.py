@@ -69,7 +69,7 @@ class OutboxPublisher:
             try:
                 self.provider.send(event, self.headers)
             except Exception:  # broker down, confirm refused, injected fault: the relay retries
-                PUBLISH_FAILURES.labels(self.provider.container.service_name).inc()
+                PUBLISH_FAILURES.inc()
                 log.warning("publishing %s %s failed; left for the relay",
                             event["event_type"], event["event_id"], exc_info=True)
                 return sent
@@ -97,7 +97,7 @@ class OutboxPublisher:
                 if ids[0] in seen_before:
                     sent += self.publish_pending(document, only=seen_before)
         self.provider.pending_seen = seen_now
-        OUTBOX_PENDING.labels(self.provider.container.service_name).set(pending - sent)
+        OUTBOX_PENDING.set(pending - sent)
         return sent
 
 
@@ -141,7 +141,7 @@ class Outbox(EventDispatcher):
         self.publisher.publish(event["body"], exchange=self.exchange,
                                routing_key=event["event_type"],
                                extra_headers={**headers, "vocreg.event_id": event["event_id"]})
-        EVENTS_PUBLISHED.labels(self.container.service_name, event["event_type"]).inc()
+        EVENTS_PUBLISHED.labels(event["event_type"]).inc()
 
     def get_dependency(self, worker_ctx):
         return OutboxPublisher(self, self.get_message_headers(worker_ctx))

@@ -145,6 +145,12 @@ def worker_config(service: str) -> dict:
         # publish, before_publish (events stored, not sent) or after_publish (sent, not pulled).
         "FAULT_INJECT_PUBLISH_FAILURES": env_int("FAULT_INJECT_PUBLISH_FAILURES", 0),
         "FAULT_INJECT_KILL": env("FAULT_INJECT_KILL", ""),
+        # An event whose handler fails for a transient reason is delivered again after
+        # EVENT_RETRY_DELAY seconds, doubling up to EVENT_RETRY_MAX_DELAY, EVENT_MAX_DELIVERIES
+        # times in all; then it is kept as a dead letter (services/common/entrypoints.py).
+        "EVENT_MAX_DELIVERIES": env("EVENT_MAX_DELIVERIES", ""),
+        "EVENT_RETRY_DELAY": env("EVENT_RETRY_DELAY", ""),
+        "EVENT_RETRY_MAX_DELAY": env("EVENT_RETRY_MAX_DELAY", ""),
         # Tests only: read the time from this file (services/common/clock.py).
         "CLOCK_FILE": env("VOCREG_CLOCK_FILE", ""),
         "serializer": "json",

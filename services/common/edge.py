@@ -42,6 +42,8 @@ from services.common.amqp_rpc import (
 )
 from services.common.auth import authorize, bearer_token, token_settings, verify_token
 from services.common.errors import (
+    BACKEND_UNAVAILABLE,
+    BACKEND_UNAVAILABLE_MESSAGE,
     DeadlineExceeded,
     InvalidArgument,
     VocregError,
@@ -50,7 +52,14 @@ from services.common.errors import (
     rich_status,
 )
 from services.common.http_gateway import Gateway, HttpServer, HttpSettings
-from services.common.metrics import GRPC_CALLS, GRPC_LATENCY, RATE_LIMITED, serve
+from services.common.metrics import (
+    GRPC_HANDLED,
+    GRPC_HANDLING,
+    GRPC_STARTED,
+    RATE_LIMITED,
+    SERVICE_SERVING,
+    serve,
+)
 from services.common.protos import access_policies, from_dict, service_proto, to_dict
 from services.common.ratelimit import (
     RateLimiter,
@@ -173,10 +182,13 @@ class ServiceForwarder:
 
     def _handler(self, method: str, request_class, response_class):
         full_name = f"/{self.proto.full_name}/{method}"
-        latency = GRPC_LATENCY.labels(full_name)
+        labels = ("unary", self.proto.full_name, method)
+        latency = GRPC_HANDLING.labels(*labels)
+        started_count = GRPC_STARTED.labels(*labels)
         counters = {}  # code -> the method's counter child, looked up once
 
         def handle(request, context: grpc.ServicerContext):
+            started_count.inc()
             metadata = dict(context.invocation_metadata())
             outcome = self.invoke(method, request, response_class,
                                   authorization=metadata.get("authorization"),
@@ -185,8 +197,8 @@ class ServiceForwarder:
                                   time_remaining=context.time_remaining())
             counter = counters.get(outcome.code)
             if counter is None:
-                counter = counters[outcome.code] = GRPC_CALLS.labels(full_name,
-                                                                     outcome.code.name)
+                counter = counters[outcome.code] = GRPC_HANDLED.labels(*labels,
+                                                                       outcome.code.name)
             counter.inc()
             latency.observe(outcome.elapsed)
             access_log.info("grpc call", extra={"fields": outcome.log_fields(full_name)})
@@ -219,6 +231,11 @@ class ServiceForwarder:
                 outcome.message = "internal error"
                 log.error("%s: the worker failed with %s", full_name, exc.exc_type,
                           extra={"fields": {"call_id": outcome.call_id}})
+            elif exc.exc_type in BACKEND_UNAVAILABLE:
+                outcome.message = BACKEND_UNAVAILABLE_MESSAGE
+                outcome.details = {"reason": "BACKEND_UNAVAILABLE"}
+                log.warning("%s: the worker could not reach its backend (%s)", full_name,
+                            exc.exc_type, extra={"fields": {"call_id": outcome.call_id}})
             else:
                 outcome.message = exc.value
                 outcome.details = remote_details(exc.exc_type, exc.exc_args)
@@ -297,10 +314,11 @@ class HealthWatcher(threading.Thread):
     def presence_changed(self, service: str, present: bool) -> None:
         """ConsumerWatch callback (its thread): act now, not at the next interval."""
         if not present:
-            self._set(service, False)
+            self.mark(service, False)
         self.wake.set()
 
-    def _set(self, service: str, serving: bool) -> None:
+    def mark(self, service: str, serving: bool) -> None:
+        SERVICE_SERVING.labels(service_proto(service).full_name).set(1 if serving else 0)
         self.servicer.set(service_proto(service).full_name,
                           health_pb2.HealthCheckResponse.SERVING if serving
                           else health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -316,7 +334,7 @@ class HealthWatcher(threading.Thread):
                     serving = True
                 except Exception as exc:
                     log.warning("health: %s worker not answering (%s)", name, type(exc).__name__)
-            self._set(name, serving)
+            self.mark(name, serving)
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -501,9 +519,9 @@ def run(args) -> None:
     except OSError as exc:
         raise SystemExit(f"edge: cannot serve metrics on port {settings.metrics_port} "
                          f"({exc.strerror}); set EDGE_METRICS_PORT") from None
-    for name in services:
-        health_servicer.set(service_proto(name).full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
     watcher = HealthWatcher(health_servicer, client, watch, services, settings)
+    for name in services:
+        watcher.mark(name, False)
     watch.on_change = watcher.presence_changed
     watch.check_once()
     server.start()

@@ -85,6 +85,12 @@ def _metadata(values: dict | None) -> dict[str, str]:
     return {clip(k, 64): clip(v, 128) for k, v in items}
 
 
+class ContractViolation(Exception):
+    """An event that does not fit its producer's message, or lacks what its consumer needs
+    (e.g. the id it is about): refused loudly, kept in the consumer's dead letters
+    (services/common/entrypoints.py), never guessed at. Not an answer to any caller."""
+
+
 class VocregError(Exception):
     """Base of the deliberate errors. The message is safe to show to the caller.
 
@@ -265,6 +271,17 @@ GRPC_STATUS_BY_EXC_TYPE.update({
     "DoesNotExist": grpc.StatusCode.NOT_FOUND,
     "SaveConditionError": grpc.StatusCode.ABORTED,
 })
+# What a worker meets when its database or the broker is away (pymongo's, kombu's and
+# py-amqp's, the OS's): UNAVAILABLE, the caller may retry. Their text (host names, the
+# topology) is not the caller's business: the edge answers BACKEND_UNAVAILABLE_MESSAGE.
+BACKEND_UNAVAILABLE = frozenset({
+    "AutoReconnect", "ConnectionFailure", "NetworkTimeout", "NotPrimaryError",
+    "ServerSelectionTimeoutError", "WaitQueueTimeoutError", "ExecutionTimeout",
+    "OperationalError", "RecoverableConnectionError", "ConnectionForced",
+    "ConnectionResetError", "ConnectionRefusedError", "BrokenPipeError",
+})
+BACKEND_UNAVAILABLE_MESSAGE = "the service cannot reach its database or the message bus; retry later"
+GRPC_STATUS_BY_EXC_TYPE.update({name: grpc.StatusCode.UNAVAILABLE for name in BACKEND_UNAVAILABLE})
 # The reason a caller sees for a code when the error carried none of its own (a nameko or
 # mongoengine error type from the table above, or a failure at the edge).
 DEFAULT_REASON_BY_STATUS = {cls.status: cls.default_reason for cls in DELIBERATE_ERRORS}

@@ -57,7 +57,7 @@ def logging_config(level: str, process: str) -> dict:
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             # nameko logs every expected (deliberate) error as a warning with its traceback;
-            # those are answers, counted by outcome in vocreg_worker_calls_total. Real failures
+            # those are answers, counted by their gRPC code in vocreg_worker_handled_total. Real failures
             # are still logged at ERROR with their traceback.
             "nameko.containers": {"level": "ERROR"},
         },

@@ -18,10 +18,11 @@ import time
 import eventlet
 from nameko.constants import AUTH_TOKEN_CONTEXT_KEY, CALL_ID_STACK_CONTEXT_KEY
 from nameko.containers import WorkerContext
-from nameko.rpc import RpcProxy
+from nameko.rpc import ReplyListener, RpcProxy
 
 from services.common.auth import issue_service_token
 from services.common.config import env_float
+from services.common.consumer import QueueConsumer
 from services.common.errors import Unavailable
 
 TOKEN_TTL_SECONDS = 3600
@@ -49,9 +50,17 @@ class _TimedServiceProxy:
         return _TimedMethod(getattr(self._proxy, name), self._service, self._timeout)
 
 
+class _ReplyListener(ReplyListener):
+    """nameko's reply listener on the worker's one resilient queue consumer (consumer.py)."""
+
+    queue_consumer = QueueConsumer()
+
+
 class ServiceRpcProxy(RpcProxy):
     """`filing = ServiceRpcProxy("filing")`; `self.filing.GetInstitution({...})` calls as
     `service:<this service's name>`. Config `<TARGET>_RPC_TIMEOUT` (seconds) sets the limit."""
+
+    rpc_reply_listener = _ReplyListener()
 
     def __init__(self, target_service, **options):
         super().__init__(target_service, **options)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from functools import cache
 
 _NAME = re.compile(r"^[a-z][a-z0-9]{1,30}$")
-# Packages under services/ that are not services.
-NOT_SERVICES = frozenset({"common", "gen"})
+# Packages under services/ that are not services (cli: the `vocreg` command line, a client).
+NOT_SERVICES = frozenset({"cli", "common", "gen"})
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ SERVICE_IDS = [spec.name for spec in SPECS]
 
 
 # kustomization.yaml configures kustomize; it is not a Kubernetes resource.
-MANIFESTS = sorted(p for p in K8S.rglob("*.y*ml") if p.name != "kustomization.yaml")
+MANIFESTS = sorted(p for p in K8S.glob("*.y*ml") if p.name != "kustomization.yaml")
 RESOURCES = [(path, doc) for path in MANIFESTS for doc in load_all(path)]
 
 
@@ -321,7 +321,7 @@ def test_every_service_routes_to_declared_container_ports():
 
 # --- compose and prometheus -----------------------------------------------------------------
 
-INFRASTRUCTURE = {"rabbitmq", "mongodb", "prometheus"}
+INFRASTRUCTURE = {"rabbitmq", "mongodb", "prometheus", "grafana"}
 
 
 def compose() -> dict:

@@ -24,8 +24,9 @@ EXAMPLE = ServiceSpec(name="example", proto="vocreg.example.v1.ExampleService",
 
 def rendered_checkout(tmp: Path, specs) -> Path:
     """A copy of the hand-written deploy files in `tmp`, with `specs` rendered into it."""
-    (tmp / "k8s").mkdir()
-    shutil.copy(K8S / "config.yaml", tmp / "k8s" / "config.yaml")
+    (tmp / "k8s" / "base").mkdir(parents=True)
+    for name in ("namespace.yaml", "config.yaml", "network-policy.yaml"):
+        shutil.copy(K8S / name, tmp / "k8s" / "base" / name)
     renderer().write(renderer().render(specs), tmp)
     return tmp
 
@@ -54,10 +55,10 @@ def test_render_check_runs_as_a_plain_script_without_eventlet():
 def test_render_check_fails_on_a_stale_file_and_names_it(tmp_path):
     checkout = rendered_checkout(tmp_path, registry().values())
     assert renderer().differences(renderer().render(), checkout) == []
-    manifest = checkout / "k8s" / "filing.yaml"
+    manifest = checkout / "k8s" / "base" / "filing.yaml"
     manifest.write_text(manifest.read_text().replace("memory: 384Mi", "memory: 4Gi"))
     (diff,) = renderer().differences(renderer().render(), checkout)
-    assert "b/k8s/filing.yaml" in diff and "+              memory: 384Mi" in diff
+    assert "b/k8s/base/filing.yaml" in diff and "+              memory: 384Mi" in diff
     (checkout / "deploy" / "prometheus" / "prometheus.yml").unlink()
     assert len(renderer().differences(renderer().render(), checkout)) == 2
 
@@ -72,11 +73,14 @@ def with_example(tmp_path_factory) -> Path:
 
 
 def test_a_new_service_gets_its_manifest_and_it_validates(with_example):
-    path = with_example / "k8s" / "example.yaml"
+    path = with_example / "k8s" / "base" / "example.yaml"
     docs = {(d["kind"], d["metadata"]["name"]): d for d in load_all(path)}
     assert set(docs) == {("ServiceAccount", "example"), ("ConfigMap", "example-config"),
                          ("Deployment", "example-worker"), ("Deployment", "example-edge"),
-                         ("Service", "example")}
+                         ("Service", "example"), ("HorizontalPodAutoscaler", "example-edge"),
+                         ("PodDisruptionBudget", "example-edge"),
+                         ("PodDisruptionBudget", "example-worker"),
+                         ("NetworkPolicy", "example-edge"), ("NetworkPolicy", "example-worker")}
     assert docs["ConfigMap", "example-config"]["data"]["MONGO_URI"].endswith("/vocreg_example")
     (edge,) = docs["Deployment", "example-edge"]["spec"]["template"]["spec"]["containers"]
     assert edge["readinessProbe"]["grpc"]["service"] == "vocreg.example.v1.ExampleService"
@@ -85,7 +89,7 @@ def test_a_new_service_gets_its_manifest_and_it_validates(with_example):
 
 
 def test_a_new_service_is_in_the_kustomization_compose_and_prometheus(with_example):
-    names = {(d["kind"], d["metadata"]["name"]) for d in load_all(kustomize(with_example / "k8s"))}
+    names = {(d["kind"], d["metadata"]["name"]) for d in load_all(kustomize(with_example / "k8s" / "base"))}
     assert {("Deployment", "example-worker"), ("Deployment", "example-edge"),
             ("Service", "example"), ("Deployment", "filing-edge")} <= names
     compose = yaml.safe_load((with_example / "deploy" / "docker-compose.yml").read_text())
@@ -94,16 +98,18 @@ def test_a_new_service_is_in_the_kustomization_compose_and_prometheus(with_examp
         "/vocreg_example")
     prometheus = (with_example / "deploy" / "prometheus" / "prometheus.yml").read_text()
     assert '"example-worker:9101"' in prometheus and '"example-edge:9100"' in prometheus
+    board = (with_example / "deploy" / "grafana" / "dashboards" / "example.json").read_text()
+    assert '"uid": "vocreg-example"' in board
 
 
 def test_a_removed_service_leaves_no_rendered_file_behind(tmp_path):
     checkout = rendered_checkout(tmp_path, [*registry().values(), EXAMPLE])
-    assert (checkout / "k8s" / "example.yaml").exists()
+    assert (checkout / "k8s" / "base" / "example.yaml").exists()
     touched = renderer().write(renderer().render(), checkout)
-    assert "deleted k8s/example.yaml" in touched
-    assert not (checkout / "k8s" / "example.yaml").exists()
-    assert (checkout / "k8s" / "config.yaml").exists(), "hand-written files are never deleted"
-    assert "example.yaml" not in (checkout / "k8s" / "kustomization.yaml").read_text()
+    assert "deleted k8s/base/example.yaml" in touched
+    assert not (checkout / "k8s" / "base" / "example.yaml").exists()
+    assert (checkout / "k8s" / "base" / "config.yaml").exists(), "hand-written files are never deleted"
+    assert "example.yaml" not in (checkout / "k8s" / "base" / "kustomization.yaml").read_text()
     assert renderer().differences(renderer().render(), checkout) == []
 
 

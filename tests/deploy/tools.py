@@ -12,7 +12,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "k8s"
+K8S = ROOT / "k8s" / "base"          # the base every overlay builds on
+OVERLAYS = ROOT / "k8s" / "overlays"
+COMPONENTS = ROOT / "k8s" / "components"
 DEPLOY = ROOT / "deploy"
 
 # The oldest Kubernetes the manifests promise to run on, and the newest schema that
@@ -59,3 +61,21 @@ def renderer():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def promtool() -> str:
+    """Prometheus' promtool: the project's copy (`make tools`, from Debian's prometheus
+    package), else one on the PATH."""
+    found = ROOT / ".tools" / "promtool"
+    if found.exists():
+        return str(found)
+    on_path = shutil.which("promtool")
+    assert on_path, "promtool is needed for the rule tests: run `make tools`"
+    return on_path
+
+
+def run_promtool(*args: str) -> str:
+    result = subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout

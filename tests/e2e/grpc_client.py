@@ -7,7 +7,7 @@ from vocreg.certificates.v1 import certificates_pb2, certificates_pb2_grpc
 from vocreg.courses.v1 import courses_pb2, courses_pb2_grpc
 from vocreg.filing.v1 import filing_pb2, filing_pb2_grpc
 
-from tests.support import token
+from tests.support import PASSED_EVALUATION, application_request, token
 
 
 def bearer(role: str | None, institution_n: int | None = None):
@@ -65,6 +65,20 @@ class Courses(Client):
             metadata = (("authorization", f"Bearer {token(role, party_id=party_id)}"),)
         super().__init__(courses_pb2_grpc.CourseReviewServiceStub, courses_pb2, channel, role,
                          None, metadata if metadata is not None else ())
+
+
+def file_institution(channel: grpc.Channel, n: int, request: dict | None = None) -> dict:
+    """Institution n filed through FilingService (submit, accept, decide FILE); the receipt."""
+    app = Filing(channel, "institution", n).SubmitApplication(
+        request or application_request(n))["application"]
+    regulator = Filing(channel, "regulator")
+    regulator.AcceptApplication({"application_id": app["application_id"],
+                                 "decision": "ACCEPTANCE_DECISION_ACCEPT"})
+    answer = regulator.DecideApplication({"application_id": app["application_id"],
+                                          "outcome": "DECISION_OUTCOME_FILE",
+                                          "evaluation": PASSED_EVALUATION})
+    assert answer["application"]["state"] == "APPLICATION_STATE_FILED", answer
+    return answer["receipt"]
 
 
 def status_of(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:

@@ -19,9 +19,10 @@ import requests
 
 from services.certificates import domain
 from services.common.workdays import SHANGHAI
+from tests.e2e import grpc_client
 from tests.e2e.grpc_client import Certificates, Filing, status_of
 from tests.platform import Platform, eventually
-from tests.support import PASSED_EVALUATION, application_request, uscc
+from tests.support import application_request, uscc
 
 pytestmark = pytest.mark.e2e
 
@@ -85,15 +86,7 @@ def file_institution(plat, n: int, levels=(5, 4, 3), on=(2026, 3, 2)) -> str:
     at(plat, *on)
     request = application_request(n)
     request["scope"][0]["skill_levels"] = list(levels)
-    app = Filing(plat.channel, "institution", n).SubmitApplication(request)["application"]
-    regulator = regulator_filing(plat)
-    regulator.AcceptApplication({"application_id": app["application_id"],
-                                 "decision": "ACCEPTANCE_DECISION_ACCEPT"})
-    answer = regulator.DecideApplication({"application_id": app["application_id"],
-                                          "outcome": "DECISION_OUTCOME_FILE",
-                                          "evaluation": PASSED_EVALUATION})
-    assert answer["application"]["state"] == "APPLICATION_STATE_FILED", answer
-    return answer["receipt"]["filing_code"]
+    return grpc_client.file_institution(plat.channel, n, request)["filing_code"]
 
 
 def issuer(plat, n: int) -> Certificates:

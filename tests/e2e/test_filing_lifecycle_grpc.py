@@ -430,7 +430,7 @@ def test_change_filed_on_day_31_is_a_violation_day_30_is_not(plat):
     assert me.FileChange(change)["late"] is True
     assert len(institution_of(plat, 131)["violations"]) == 1
     # Counted once published; the tap may see the event a moment before the count moves.
-    counted = 'vocreg_events_total{event_type="ChangeOverdue",service="filing"} 1.0'
+    counted = 'vocreg_events_total{event_type="ChangeOverdue"} 1.0'
     eventually(lambda: counted in requests.get(
         f"http://localhost:{plat.worker_metrics_port}/metrics", timeout=5).text,
         timeout=15, what="ChangeOverdue counted")

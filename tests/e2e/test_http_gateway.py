@@ -173,7 +173,7 @@ def test_anonymous_calls_of_a_public_rpc_are_limited_per_address(plat):
     metrics = plat.metrics("edge")
     assert re.search(r'vocreg_rate_limited_total\{method="/vocreg.filing.v1.FilingService/'
                      r'ListQuotaUsage"\} [2-9]', metrics), metrics[-2000:]
-    assert re.search(r'vocreg_http_calls_total\{code="RESOURCE_EXHAUSTED",method="vocreg.filing'
+    assert re.search(r'vocreg_http_calls_total\{grpc_code="RESOURCE_EXHAUSTED",method="vocreg.filing'
                      r'.v1.FilingService/ListQuotaUsage"\} [1-9]', metrics), metrics[-3000:]
 
 

@@ -2,6 +2,7 @@
 what stops it: a port in use, a vhost that does not exist, a vhost another platform serves."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -32,13 +33,34 @@ def vhost():
     requests.delete(f"{MANAGEMENT}/vhosts/{name}", auth=AUTH, timeout=10)
 
 
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free ports, below the ephemeral range (where the OS
+    hands out ports to other processes' connections at any moment): make run gives each
+    worker METRICS_PORT plus its service's offset."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(20000, 30000 - size)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + size):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("", port))
+            return base
+        except OSError:
+            continue
+    raise AssertionError(f"no {size} consecutive free ports")
+
+
 def run_env(vhost: str, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update({"AMQP_URI": f"amqp://guest:guest@localhost:5672/{vhost}",
                 # The session's test database server: each service its vocreg_<service> there.
                 "MONGO_URI": database.server().uri,
                 "GRPC_PORT": str(free_port()), "EDGE_METRICS_PORT": str(free_port()),
-                "HTTP_PORT": str(free_port()), "METRICS_PORT": str(free_port()), "EDGE_HEALTH_INTERVAL": "0.5"})
+                "HTTP_PORT": str(free_port()), "EDGE_HEALTH_INTERVAL": "0.5",
+                "METRICS_PORT": str(free_port_block(
+                    max(s.metrics_port for s in registry().values()) - 9101 + 1))})
     env.update(extra)
     return env
 
@@ -153,3 +175,59 @@ def test_a_worker_starts_with_inline_calendar_overrides(tmp_path):
             health_pb2.HealthCheckResponse.SERVING
     finally:
         assert plat.stop() == {"edge": 0, "worker": 0}
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """{pid: command line} of a process's children (from /proc)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rpartition(")")[2].split()[1])
+            if ppid == pid:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    found[int(entry)] = cmdline.read().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_make_run_starts_a_dead_worker_again_and_says_so(vhost):
+    env = run_env(vhost)
+    proc = subprocess.Popen([sys.executable, "-m", "services.run"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    filing = registry()["filing"].proto
+    try:
+        channel = grpc.insecure_channel(f"localhost:{env['GRPC_PORT']}")
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def status():
+            assert proc.poll() is None, f"make run exited with {proc.returncode}"
+            try:
+                return health.Check(health_pb2.HealthCheckRequest(service=filing),
+                                    timeout=1).status
+            except grpc.RpcError:
+                return None
+
+        serving = health_pb2.HealthCheckResponse.SERVING
+        # Every worker starting at once on 2 busy cores: minutes, not seconds.
+        eventually(lambda: status() == serving, timeout=180, what="filing SERVING")
+
+        def worker_pid():
+            return next((pid for pid, cmd in children_of(proc.pid).items()
+                         if "services.common.worker filing" in cmd), None)
+
+        first = worker_pid()
+        os.kill(first, signal.SIGKILL)
+        eventually(lambda: worker_pid() not in (None, first), timeout=60,
+                   what="a new filing worker")
+        eventually(lambda: status() == serving, timeout=180, what="filing SERVING again")
+        channel.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "worker:filing exited with -9" in out and "starting it again in 1s" in out, out
+    assert "worker:filing started again" in out, out

@@ -272,6 +272,29 @@ def test_suspended_institution_is_refused_until_reinstated(registry, rpc_as, rab
     assert err.exc_type == "FailedPrecondition" and "terminated" in err.value
 
 
+def test_an_institution_filed_again_issues_whatever_order_the_bus_delivers_in(
+        registry, rpc_as, rabbit_config):
+    inst = rpc_as(token("institution", 1))
+    dispatch = event_dispatcher(rabbit_config)
+
+    def deliver(handler, event_type, event_id, sequence, **body):
+        with entrypoint_waiter(registry, handler):
+            dispatch("filing", event_type, {
+                "meta": {"event_id": event_id, "occurred_at": "2026-11-21T01:00:00Z",
+                         "source": "filing", "aggregate_id": uscc(1), "sequence": sequence},
+                "institution_id": uscc(1), **body})
+
+    deliver("on_filing_terminated", "FilingTerminated", "t-2", 2, reason="fraud")
+    err = remote_error(inst.certificates.IssueCertificates, batch([row(1)]))
+    assert err.exc_type == "FailedPrecondition" and "terminated" in err.value
+    deliver("on_institution_filed", "InstitutionFiled", "f-3", 3)
+    assert inst.certificates.IssueCertificates(batch([row(1)]))["issued_count"] == 1
+    # the termination again (redelivered) and the first filing (late) change nothing
+    deliver("on_filing_terminated", "FilingTerminated", "t-2", 2, reason="fraud")
+    deliver("on_institution_filed", "InstitutionFiled", "f-1", 1)
+    assert inst.certificates.IssueCertificates(batch([row(2)], session="B"))["issued_count"] == 1
+
+
 def test_institution_filing_says_suspended_even_without_the_event(registry, rpc_as):
     FakeFiling.institutions[uscc(1)] = institution(1, status="INSTITUTION_STATUS_SUSPENDED")
     err = remote_error(rpc_as(token("institution", 1)).certificates.IssueCertificates,

@@ -10,7 +10,7 @@ from services.certificates import domain, handlers
 from services.certificates.models import InstitutionView, Operation
 from services.certificates.repository import CertificatesRepository
 from services.certificates.settings import CertificatesSettings
-from services.common.entrypoints import parse_event
+from services.common.entrypoints import ContractViolation, parse_event
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from tests.fakes import FakeClock, FakeRepository, FakeUnitOfWork, caller, run
 from tests.support import uscc
@@ -282,3 +282,75 @@ def test_a_terminated_institution_filed_again_may_issue_again(uow, clock):
         issue(uow, clock, batch(row(1)))
     apply(uow, clock, filing_event("InstitutionFiled", 5))
     assert issue(uow, clock, batch(row(1)))["issued_count"] == 1
+
+
+# --- filing's status: every transition, redeliveries and events out of order ------------------
+F = "InstitutionFiled"
+S = "InstitutionSuspended"
+R = "InstitutionReinstated"
+T = "FilingTerminated"
+E = "FilingExpired"
+
+
+def may_issue(uow, clock, session: str) -> bool:
+    try:
+        return issue(uow, clock, batch(row(1), session=session))["issued_count"] == 1
+    except FailedPrecondition:
+        return False
+
+
+@pytest.mark.parametrize("before, event, status, issues", [
+    pytest.param([], (F, 1), domain.ACTIVE, True, id="filed"),
+    pytest.param([(F, 1)], (S, 2), domain.SUSPENDED, False, id="suspended"),
+    pytest.param([(F, 1), (S, 2)], (R, 3), domain.ACTIVE, True, id="reinstated"),
+    pytest.param([(F, 1)], (T, 2), domain.TERMINATED, False, id="terminated"),
+    pytest.param([(F, 1), (S, 2)], (T, 3), domain.TERMINATED, False,
+                 id="terminated-while-suspended"),
+    pytest.param([(F, 1)], (E, 2), domain.EXPIRED, False, id="expired"),
+    pytest.param([(F, 1), (T, 2)], (F, 3), domain.ACTIVE, True, id="filed-again-after-termination"),
+    pytest.param([(F, 1), (E, 2)], (F, 3), domain.ACTIVE, True, id="filed-again-after-expiry"),
+    pytest.param([(F, 1), (T, 2), (F, 3)], (S, 4), domain.SUSPENDED, False,
+                 id="suspended-after-filed-again"),
+])
+def test_each_transition_of_filing_status(uow, clock, before, event, status, issues):
+    for kind, sequence in before:
+        apply(uow, clock, filing_event(kind, sequence))
+    assert apply(uow, clock, filing_event(*event)) == status
+    assert may_issue(uow, clock, "after") is issues
+
+
+@pytest.mark.parametrize("kind", [F, S, R, T, E])
+def test_a_redelivered_event_changes_nothing(uow, clock, kind):
+    apply(uow, clock, filing_event(F, 1), filing_event(kind, 2))
+    view = dict(uow.repo.views[INSTITUTION])
+    assert apply(uow, clock, filing_event(kind, 2)) == view["status"]
+    assert uow.repo.views[INSTITUTION] == view
+    assert [h["event_id"] for h in view["history"]] == [f"e1{F}", f"e2{kind}"]
+
+
+@pytest.mark.parametrize("newer, older, status", [
+    ((F, 3), (T, 2), domain.ACTIVE),        # filed again, the termination arrives late
+    ((T, 3), (F, 2), domain.TERMINATED),
+    ((R, 3), (S, 2), domain.ACTIVE),
+    ((S, 3), (R, 2), domain.SUSPENDED),
+    ((E, 3), (F, 2), domain.EXPIRED),
+    ((F, 3), (E, 2), domain.ACTIVE),
+])
+def test_an_older_event_delivered_after_a_newer_one_changes_nothing(uow, clock, newer, older,
+                                                                     status):
+    assert apply(uow, clock, filing_event(*newer), filing_event(*older)) == status
+
+
+def test_without_sequences_the_later_occurrence_wins(uow, clock):
+    terminated = filing_event(T, 0, occurred_at="2025-09-15T02:00:00Z")
+    filed_again = filing_event(F, 0, occurred_at="2025-09-16T02:00:00Z")
+    assert apply(uow, clock, filed_again, terminated) == domain.ACTIVE
+    assert may_issue(uow, clock, "later")
+
+
+def test_an_event_without_its_institution_is_a_contract_violation(uow, clock):
+    event = parse_event("filing", F, {"meta": {"event_id": "e-none", "occurred_at":
+                                               "2025-09-15T02:00:00Z", "source": "filing"}})
+    with pytest.raises(ContractViolation, match="no institution_id"):
+        handlers.filing_status_changed(event, uow, clock, SETTINGS)
+    assert uow.repo.views == {}

@@ -1,0 +1,4 @@
+"""`python -m services.cli` is the `vocreg` command."""
+from services.cli.main import main
+
+main()
