@@ -9,7 +9,7 @@ GEN    := services/gen
 PROTOS := $(shell find protos/vocreg -name '*.proto' | sort)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install tools protos run wipe test test-unit test-integration test-e2e test-faults lint bench deploy-files docs clean
+.PHONY: install tools protos run wipe test test-unit test-integration test-e2e test-faults lint bench deploy-files docs clean pdf-tools
 
 install: $(VENV)/.installed $(GEN)/.stamp
 
@@ -87,6 +87,14 @@ test-faults: install
 lint: install
 	$(BIN)/ruff check services tests protos
 	cd protos && npx --yes @bufbuild/buf@1.75.0 lint
+
+# What the report's PDF test renders pages with (tests/e2e/test_reporting_grpc.py): Debian's
+# poppler-utils, its CMaps and a Chinese font, installed only when absent (as root).
+pdf-tools:
+	@if command -v pdftoppm >/dev/null 2>&1 && [ -d /usr/share/poppler/cMap ] \
+		&& [ -n "$$(fc-list :lang=zh 2>/dev/null)" ]; then echo "pdf tools: present"; \
+	else DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils poppler-data fonts-noto-cjk; fi
 
 bench: install
 	$(BIN)/python -m tests.bench.run

@@ -20,9 +20,12 @@ the median of BENCH_ROUNDS rounds (default 3) with the range, and its goal:
     verification against hashing the same ids once; the worker's other calls during a draw;
   - escrow (tests/bench/escrow_bench.py): 10,000 ledger transfers in batches through gRPC
     against inserting the same entry documents directly (goal at most 2x);
+  - the ministry report (tests/bench/reporting_bench.py): events logged and projected against
+    one insert per event; an edition generated against the pure fold; the worker's other
+    calls during a generation;
   - the decision log (tests/bench/merkle_bench.py): 10,000 appends and 10,000 inclusion proofs
     against hashing the same leaves (no database).
-BENCH_ONLY=edge, certificates, inspection, courses, grading, escrow or merkle runs one part
+BENCH_ONLY=edge, certificates, inspection, courses, grading, escrow, reporting or merkle runs one part
 (several: BENCH_ONLY=edge,certificates).
 The database is the local server as `make run` runs it (secantusdb, its own process, the
 store on disk, each write journaled), started here and stopped at the end.
@@ -220,8 +223,13 @@ def _escrow(results: dict) -> None:
     escrow_bench.run(print)
 
 
+def _reporting(results: dict) -> None:
+    from tests.bench import reporting_bench
+    reporting_bench.run(print)
+
+
 PARTS = {"edge": edge_rows, "certificates": certificates_rows, "inspection": _inspection,
-         "courses": _courses, "grading": _grading, "escrow": _escrow}
+         "courses": _courses, "grading": _grading, "escrow": _escrow, "reporting": _reporting}
 
 
 if __name__ == "__main__":
