@@ -13,6 +13,7 @@ from prometheus_client import Counter
 from services.common import paging
 from services.common.auth import Identity, require_own_institution
 from services.common.errors import (
+    Conflict,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -478,7 +479,8 @@ def list_published_results(cmd, uow, clock, settings):
 # --- cases: opening them -----------------------------------------------------------------------
 def _open_case(uow, clock, *, case_id: str, subject_kind: str, subject_id: str,
                subject_name: str, origin: str, kind: str, trigger_ids, actor,
-               plan_id: str = "", draw_id: str = "", inspector_ids=(), note: str = ""):
+               plan_id: str = "", draw_id: str = "", inspector_ids=(), note: str = "",
+               on_duplicate=None):
     today = _today(clock)
     institution_id = subject_id if subject_kind == EVAL_ORG else ""
     case = uow.add(InspectionCase(
@@ -486,7 +488,7 @@ def _open_case(uow, clock, *, case_id: str, subject_kind: str, subject_id: str,
         subject_name=subject_name, institution_id=institution_id, origin=origin, kind=kind,
         trigger_ids=list(trigger_ids), opened_on=today.isoformat(), opened_at=clock.now(),
         state=rules.OPEN, plan_id=plan_id, draw_id=draw_id, inspector_ids=list(inspector_ids),
-        note=note))
+        note=note), on_duplicate=on_duplicate)
     uow.emit(case, "CaseOpened", {
         "case_id": case_id, "subject_kind": subject_kind, "subject_id": subject_id,
         "institution_id": institution_id, "origin": origin, "kind": kind,
@@ -498,22 +500,31 @@ def _open_case(uow, clock, *, case_id: str, subject_kind: str, subject_id: str,
 def _trigger(uow, clock, *, subject_kind: str, subject_id: str, subject_name: str,
              origin: str, trigger_id: str, note: str, actor=SYSTEM):
     """A complaint or an anomaly: it joins the subject's open special case, or opens one
-    (recorded as non-random, with the triggering ids)."""
-    case = uow.repo.open_special_case(subject_kind, subject_id,
-                                      (rules.ORIGIN_COMPLAINT, rules.ORIGIN_ANOMALY))
+    (recorded as non-random, with the triggering ids).
+
+    Two triggers of one subject may arrive at once (two workers, or two events handled side by
+    side): the case they would open has an id derived from the subject and how many special
+    cases it has had, so only one insert wins; the other is a Conflict, and its event is
+    delivered again and joins the case the first opened."""
+    origins = (rules.ORIGIN_COMPLAINT, rules.ORIGIN_ANOMALY)
+    recorded = uow.repo.case_with_trigger(trigger_id)
+    if recorded is not None:  # this very trigger was recorded before (a redelivery)
+        return recorded
+    case = uow.repo.open_special_case(subject_kind, subject_id, origins)
     if case is not None:
-        if trigger_id not in case.trigger_ids:
+        if trigger_id not in case.trigger_ids:  # read after a racing copy of it joined
             case.trigger_ids = [*case.trigger_ids, trigger_id]
             if note and note not in (case.note or ""):
                 case.note = "; ".join(filter(None, [case.note, note]))
         return case
-    case_id = _derived_id("trigger", trigger_id)
-    existing = uow.repo.case(case_id)
-    if existing is not None:  # this very trigger opened it before (a redelivery)
-        return existing
-    return _open_case(uow, clock, case_id=case_id, subject_kind=subject_kind,
-                      subject_id=subject_id, subject_name=subject_name, origin=origin,
-                      kind=rules.KIND_SPECIAL, trigger_ids=[trigger_id], actor=actor, note=note)
+    generation = uow.repo.special_cases_opened(subject_kind, subject_id, origins)
+    case_id = _derived_id("special", subject_kind, subject_id, str(generation))
+    return _open_case(
+        uow, clock, case_id=case_id, subject_kind=subject_kind, subject_id=subject_id,
+        subject_name=subject_name, origin=origin, kind=rules.KIND_SPECIAL,
+        trigger_ids=[trigger_id], actor=actor, note=note,
+        on_duplicate=lambda: Conflict(f"another trigger opened {subject_id}'s special case at "
+                                      "the same moment; this one joins it when retried"))
 
 
 def _check_subject(request: dict, errors: list) -> tuple[str, str, str]:

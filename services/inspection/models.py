@@ -93,7 +93,8 @@ class InspectionCase(Aggregate):
     decision and its review, the rectification, the special action's outcomes."""
 
     meta = {"db_alias": ALIAS, "collection": "cases",
-            "indexes": [("institution_id", "opened_at"), "state", "subject_kind",
+            "indexes": [("institution_id", "opened_at"), "state", "subject_kind", "trigger_ids",
+                        ("subject_kind", "subject_id"),
                         "outcome_kinds", "draw_id", ("published", "case_id"),
                         "rectification.due_on", "notice.statement_due.date",
                         "decision.review_due.date"]}

@@ -65,6 +65,16 @@ class InspectionRepository(Repository):
             state__in=["CASE_STATE_OPEN", "CASE_STATE_INSPECTED"]).order_by("opened_at").first()
         return None if found is None else self._one(InspectionCase, found.case_id)
 
+    def case_with_trigger(self, trigger_id: str) -> InspectionCase | None:
+        """The case a trigger (an event's natural id) was recorded on, open or not."""
+        found = InspectionCase.objects(trigger_ids=trigger_id).only("case_id").first()
+        return None if found is None else self._one(InspectionCase, found.case_id)
+
+    def special_cases_opened(self, subject_kind: str, subject_id: str, origins) -> int:
+        """How many complaint or anomaly cases the subject has had, in any state."""
+        return InspectionCase.objects(subject_kind=subject_kind, subject_id=subject_id,
+                                      origin__in=list(origins)).count()
+
     def cases_for_sweep(self, today: str) -> list[str]:
         """Ids of cases with a due-process clock that ran out by `today`."""
         ids = set()

@@ -77,6 +77,14 @@ class FakeInspectionRepository(FakeRepository, InspectionRepository):
                        key=lambda c: c.opened_at)
         return self.load(InspectionCase, found[0].case_id) if found else None
 
+    def case_with_trigger(self, trigger_id):
+        found = [c for c in self.all(InspectionCase) if trigger_id in c.trigger_ids]
+        return self.load(InspectionCase, found[0].case_id) if found else None
+
+    def special_cases_opened(self, subject_kind, subject_id, origins):
+        return sum(1 for c in self.all(InspectionCase) if c.subject_kind == subject_kind
+                   and c.subject_id == subject_id and c.origin in origins)
+
     def cases_for_sweep(self, today):
         return sorted(c.case_id for c in self.all(InspectionCase) if (
             (c.state == rules.NOTIFIED and c.notice["statement_due"]["date"] < today)
