@@ -67,7 +67,7 @@ class ReportPeriod(Aggregate):
     its overdue alert was raised. Generating and submitting change it conditionally, so two
     racing calls never take the same revision or both submit."""
 
-    meta = {"db_alias": ALIAS, "collection": "periods"}
+    meta = {"db_alias": ALIAS, "collection": "periods", "indexes": [("year", "number")]}
 
     period_id = me.StringField(primary_key=True)  # "2026-p03"
     year = me.IntField(required=True)
@@ -84,7 +84,8 @@ class ReportEdition(Aggregate):
     meta = {
         "db_alias": ALIAS,
         "collection": "editions",
-        "indexes": [("period_id", "revision"), ("period_id", "input_hash")],
+        "indexes": [("period_id", "revision"), ("period_id", "input_hash"),
+                    ("year", "period_id", "revision")],
     }
 
     edition_id = me.StringField(primary_key=True)  # "2026-p03-r2"

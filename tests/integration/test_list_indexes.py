@@ -98,6 +98,7 @@ FILTERED = {
                                  {"district_code": "410502"}],
     ("transparency", "ListLogEntries"): [{"subject": f"institution:{INSTITUTION}"}],
     ("escrow", "ListLedgerEntries"): [{"institution_id": INSTITUTION}],
+    ("reporting", "ListEditions"): [{"year": 2026}],
     ("filing", "ListApplications"): [{"institution_id": INSTITUTION},
                                      {"state": "APPLICATION_STATE_RECEIVED"},
                                      {"kind": "APPLICATION_KIND_NEW"}],
