@@ -85,14 +85,14 @@ def test_figures_follow_the_events_once_whatever_the_redeliveries(reporting, pub
     assert figures_again == figures and again["log_position"] == str(len(events))
 
     # A rebuild from the log gives the same figures: nothing to change.
-    rebuilt = regulator.RebuildFigures({})
+    rebuilt = regulator.RebuildFigures({"request_id": "rebuild-1"})
     assert rebuilt["figures_changed"] == 0 and rebuilt["events_replayed"] == len(events)
     assert daily(regulator)[1] == figures
 
     # A figure damaged in the database is found and repaired by the rebuild.
     db["daily_figures"].update_one({"_id": "amount_refunded|2026-07-06"},
                                    {"$set": {"value": 1}})
-    assert regulator.RebuildFigures({})["figures_changed"] == 1
+    assert regulator.RebuildFigures({"request_id": "rebuild-2"})["figures_changed"] == 1
     assert daily(regulator)[1] == figures
 
 
@@ -153,4 +153,4 @@ def test_workers_following_the_log_at_once_count_each_event_once(reporting, publ
     contributions = sum(len(d["contributions"]) for d in db["daily_figures"].find({}))
     assert sum(applied) == contributions  # no contribution applied twice
     assert daily(regulator)[1] == figures
-    assert regulator.RebuildFigures({}).get("figures_changed", 0) == 0
+    assert regulator.RebuildFigures({"request_id": "rebuild-3"}).get("figures_changed", 0) == 0

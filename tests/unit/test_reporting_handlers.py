@@ -294,13 +294,15 @@ def test_export_answers_the_bytes_fixed_at_generation(uow, clock, settings, year
 
 
 def test_a_rebuild_repairs_what_differs_from_the_log(uow, clock, settings, year):
-    rebuilt = run(handlers.rebuild_figures, uow, clock, settings, {}, REGULATOR)
+    rebuilt = run(handlers.rebuild_figures, uow, clock, settings, {"request_id": "r1"},
+                  REGULATOR)
     assert rebuilt["figures_changed"] == 0
     good = uow.repo.all_figures()
     uow.repo.figures["problems_found|2026-07-03"]["value"] = 9
     uow.repo.figures["bogus|2026-07-03"] = {"figure": "bogus", "day": "2026-07-03",
                                             "value": 1, "position": 1, "contributions": []}
-    rebuilt = run(handlers.rebuild_figures, uow, clock, settings, {}, REGULATOR)
+    rebuilt = run(handlers.rebuild_figures, uow, clock, settings, {"request_id": "r2"},
+                  REGULATOR)
     assert rebuilt["figures_changed"] == 2 and uow.repo.all_figures() == good
 
 
