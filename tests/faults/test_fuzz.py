@@ -287,6 +287,10 @@ def test_every_method_refuses_bad_input_from_every_caller(plat):
     bad, undecoded, oversize, ok_mutations = [], [], [], []
     side_effects = {f"/{s}/{m.name}": m.GetOptions().idempotency_level
                     for s, methods in found.items() for m in methods}
+    # A change whose request holds nothing but its idempotency key (RebuildFigures) has no
+    # input that could be meaningless: any well-formed key asks for the change.
+    key_only = {f"/{s}/{m.name}" for s, methods in found.items() for m in methods
+                if {f.name for f in m.input_type.fields} == {"request_id"}}
     for (path, what, _, caller, _), code in zip(work, codes, strict=True):
         record(code.name)
         if code in FORBIDDEN:
@@ -296,7 +300,7 @@ def test_every_method_refuses_bad_input_from_every_caller(plat):
         if what.endswith(f"of {BIG} chars") and code not in REFUSED_OVERSIZE:
             oversize.append(f"{path} {what} as {caller}: {code.name}")
         if code == grpc.StatusCode.OK and side_effects[path] != \
-                descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS:
+                descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS and path not in key_only:
             ok_mutations.append(f"{path} {what} as {caller}")
     assert bad == [], f"{len(bad)} calls answered {sorted({b.rsplit(' ', 1)[1] for b in bad})}: " \
                       f"{bad[:10]}"
