@@ -97,6 +97,7 @@ pdf-tools:
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils poppler-data fonts-noto-cjk; fi
 
 bench: install
+	tests/broker_ready.sh
 	$(BIN)/python -m tests.bench.run
 
 # k8s/<svc>.yaml, the kustomization, the compose stack and Prometheus' targets, rendered from
