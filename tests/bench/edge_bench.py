@@ -10,19 +10,31 @@ round, on the same broker, by the same process:
                    nameko call. Goal >= 0.9x at 8 and 32.
 
 Also printed for context: bare grpcio echo, the edge answering health by itself, a bearer
-token's cost. Callers are threads of this process, each with its own client (a nameko
-ClusterRpcProxy, or a stub on a shared grpc channel), after a warm-up.
+token's cost, and the split of a throughput row into the edge's path and the database:
+  edge ListAreas   the same path to the same worker for a method that reads no database (the
+                   configured areas): edge ListAreas calls/s against the bare nameko echo is
+                   the edge's path against nameko's floor, with nothing else in between;
+  nameko ListRegister at 8 and 32 callers: the same worker method over nameko's own client;
+  CPU per call     at 8 callers, the milliseconds of CPU each process spends per call (the
+                   edge, the worker, the nameko echo worker, the database server, the broker,
+                   the callers): on two saturated cores, throughput is about 2 s / the sum,
+                   so the sums say what a ratio can reach, and which process to make cheaper.
+Callers are threads of this process, each with its own client (a nameko ClusterRpcProxy, or a
+stub on a shared grpc channel), after a warm-up.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from tests.bench.certificates_bench import cpu_seconds
 from tests.e2e.grpc_client import Filing
 
 SEQUENTIAL_CALLS = 400
@@ -100,24 +112,64 @@ def _slice(calls: list, seconds: float):
 
 
 def concurrent(loads: dict, callers: int, seconds: float = CONCURRENT_SECONDS,
-               slices: int = SLICES) -> dict:
+               slices: int = SLICES, pids: dict | None = None) -> dict:
     """Calls/s of each load (label -> make_call, one call function per caller thread) with
-    `callers` concurrent callers, over `seconds` each, in alternating slices."""
+    `callers` concurrent callers, over `seconds` each, in alternating slices; with `pids`
+    (name -> pid), each figure also has `cpu_ms`: each process's CPU per call."""
     calls = {label: [make() for _ in range(callers)] for label, make in loads.items()}
     for own in calls.values():
         for call in own:
             for _ in range(5):
                 call()
     totals = {label: [0, [], 0.0] for label in loads}
+    cpu = {label: dict.fromkeys(pids or (), 0.0) for label in loads}
     order = list(loads)
     for i in range(slices):
         for label in (order if i % 2 == 0 else order[::-1]):
+            before = cpu_now(pids or {})
             count, samples, elapsed = _slice(calls[label], seconds / slices)
+            for name, used in cpu_now(pids or {}).items():
+                cpu[label][name] += used - before[name]
             totals[label][0] += count
             totals[label][1].extend(samples)
             totals[label][2] += elapsed
-    return {label: summary(label, samples, count, elapsed, callers=callers)
-            for label, (count, samples, elapsed) in totals.items()}
+    out = {}
+    for label, (count, samples, elapsed) in totals.items():
+        out[label] = summary(label, samples, count, elapsed, callers=callers)
+        if pids:
+            out[label]["cpu_ms"] = {name: used * 1000 / count for name, used in cpu[label].items()}
+    return out
+
+
+def cpu_now(pids: dict) -> dict:
+    """CPU seconds so far of each named process (a process gone counts as 0)."""
+    used = {}
+    for name, pid in pids.items():
+        try:
+            used[name] = cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            used[name] = 0.0
+    return used
+
+
+def broker_pid() -> int | None:
+    """The local RabbitMQ node's Erlang VM (shared: other users of the broker count too)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "beam.smp":
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def process_pids(plat, echo_pid: int, database_pid: int | None) -> dict:
+    """The processes whose CPU a throughput figure is split into."""
+    pids = {"edge": plat.procs["edge"].pid, "worker": plat.procs["worker"].pid,
+            "echo worker": echo_pid, "database": database_pid, "broker": broker_pid(),
+            "callers": os.getpid()}
+    return {name: pid for name, pid in pids.items() if pid is not None}
 
 
 class NamekoClients:
@@ -150,7 +202,10 @@ def wait_for_echo(cluster, timeout: float = 30.0) -> None:
             time.sleep(0.3)
 
 
-def run_round(plat, echo_port: int) -> dict:
+CPU_CALLERS = 8  # the concurrency at which each process's CPU per call is reported
+
+
+def run_round(plat, echo_port: int, pids: dict | None = None) -> dict:
     """One round of every edge row and its baselines: {name: figure dict}."""
     results = {}
     echo_channel = grpc.insecure_channel(f"127.0.0.1:{echo_port}")
@@ -171,18 +226,28 @@ def run_round(plat, echo_port: int) -> dict:
             "bare nameko": lambda: cluster.bench_echo.echo({"x": 1}),
             "nameko->worker": lambda: cluster.filing.ListRegister({}),
             "edge->worker": lambda: public.ListRegister({}),
-            "edge->worker+auth": lambda: with_token.ListRegister({})}))
+            "edge->worker+auth": lambda: with_token.ListRegister({}),
+            "nameko ListAreas": lambda: cluster.filing.ListAreas({}),
+            "edge ListAreas": lambda: public.ListAreas({})}))
 
         def echo_caller():
             own = nameko.new()
             return lambda: own.bench_echo.echo({"x": 1})
 
+        def nameko_register_caller():
+            own = nameko.new()
+            return lambda: own.filing.ListRegister({})
+
         for callers in CALLERS:
-            measured = concurrent({"bare nameko": echo_caller,
-                                   "edge->worker": lambda: (lambda: public.ListRegister({}))},
-                                  callers)
-            results[f"bare nameko x{callers}"] = measured["bare nameko"]
-            results[f"edge->worker x{callers}"] = measured["edge->worker"]
+            loads = {"bare nameko": echo_caller,
+                     "edge->worker": lambda: (lambda: public.ListRegister({})),
+                     "edge ListAreas": lambda: (lambda: public.ListAreas({}))}
+            if callers > 1:
+                loads["nameko ListRegister"] = nameko_register_caller
+            measured = concurrent(loads, callers,
+                                  pids=pids if callers == CPU_CALLERS else None)
+            for label, figure in measured.items():
+                results[f"{label} x{callers}"] = figure
     finally:
         nameko.close()
         echo_channel.close()
@@ -201,4 +266,49 @@ def rows(results: dict) -> list[dict]:
         out.append({"row": f"edge ListRegister calls/s / bare nameko echo, {callers} callers",
                     "figure": edge, "unit": "calls/s", "baseline": bare, "ratio": edge / bare,
                     "goal": ">= 0.9" if callers > 1 else "(context)"})
+    for callers in CALLERS:
+        path = results[f"edge ListAreas x{callers}"]["calls_per_s"]
+        bare = results[f"bare nameko x{callers}"]["calls_per_s"]
+        out.append({"row": f"  (context) edge ListAreas, no database / echo, {callers} callers",
+                    "figure": path, "unit": "calls/s", "baseline": bare, "ratio": path / bare,
+                    "goal": "(context)"})
+    for callers in CALLERS[1:]:
+        edge = results[f"edge->worker x{callers}"]["calls_per_s"]
+        nameko = results[f"nameko ListRegister x{callers}"]["calls_per_s"]
+        out.append({"row": f"  (context) edge ListRegister / nameko's ListRegister, {callers}",
+                    "figure": edge, "unit": "calls/s", "baseline": nameko,
+                    "ratio": edge / nameko, "goal": "(context)"})
+    out.append({"row": "  (context) edge ListAreas p50 / nameko ListAreas p50",
+                "figure": results["edge ListAreas"]["p50_ms"], "unit": "ms",
+                "baseline": results["nameko ListAreas"]["p50_ms"], "goal": "(context)",
+                "ratio": results["edge ListAreas"]["p50_ms"] / results["nameko ListAreas"]["p50_ms"]})
     return out
+
+
+def cpu_split(rounds: list[dict]) -> list[dict]:
+    """Per load at CPU_CALLERS callers: each process's CPU per call (median of the rounds),
+    their sum, and the throughput ratio to the echo that the sums allow on saturated cores."""
+    labels = [label for label, figure in rounds[0].items() if "cpu_ms" in figure]
+    split = []
+    for label in labels:
+        names = rounds[0][label]["cpu_ms"]
+        per = {name: statistics.median(r[label]["cpu_ms"][name] for r in rounds)
+               for name in names}
+        split.append({"load": label, "cpu_ms": per, "total_ms": sum(per.values())})
+    echo = next((s["total_ms"] for s in split if s["load"].startswith("bare nameko")), None)
+    for entry in split:
+        entry["ratio_allowed"] = echo / entry["total_ms"] if echo and entry["total_ms"] else None
+    return split
+
+
+def print_cpu_split(split: list[dict]) -> None:
+    if not split:
+        return
+    names = list(split[0]["cpu_ms"])
+    print(f"CPU per call at {CPU_CALLERS} callers, ms (median of rounds; the broker is shared "
+          "with anything else on it):")
+    print(f"{'load':<28}" + "".join(f"{n:>13}" for n in names) + f"{'sum':>9}{'echo/sum':>10}")
+    for entry in split:
+        allowed = entry["ratio_allowed"]
+        print(f"{entry['load']:<28}" + "".join(f"{entry['cpu_ms'][n]:>13.2f}" for n in names)
+              + f"{entry['total_ms']:>9.2f}" + (f"{allowed:>9.2f}x" if allowed else ""))

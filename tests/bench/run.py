@@ -96,6 +96,11 @@ def print_rows(summary: list[dict]) -> None:
                   64 + 10 + 10 + 2 + 20) + f"{r['goal']:<11}{met:<8} {unit}")
 
 
+def database_pid() -> int | None:
+    process = database.server().process
+    return process.pid if process is not None else None
+
+
 def print_figures(rounds: list[dict]) -> None:
     print(f"{'path':<28}{'calls/s':>10}{'p50 ms':>10}{'p99 ms':>10}   (median of {len(rounds)} rounds)")
     for label in rounds[0]:
@@ -134,7 +139,8 @@ def edge_rows(results: dict) -> None:
         rounds = []
         for i in range(ROUNDS):
             print(f"edge round {i + 1}/{ROUNDS} ...", flush=True)
-            rounds.append(edge_bench.run_round(plat, echo_port))
+            pids = edge_bench.process_pids(plat, nameko_echo.pid, database_pid())
+            rounds.append(edge_bench.run_round(plat, echo_port, pids))
     finally:
         for proc in (grpc_echo, nameko_echo):
             proc.terminate()
@@ -143,9 +149,12 @@ def edge_rows(results: dict) -> None:
     print()
     print_figures(rounds)
     print()
+    split = edge_bench.cpu_split(rounds)
+    edge_bench.print_cpu_split(split)
+    print()
     summary = summarise([edge_bench.rows(r) for r in rounds])
     print_rows(summary)
-    results["edge"] = {"rounds": rounds, "rows": summary}
+    results["edge"] = {"rounds": rounds, "rows": summary, "cpu_split": split}
 
 
 def certificates_rows(results: dict) -> None:
