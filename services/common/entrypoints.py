@@ -128,6 +128,19 @@ def on_event(producer: str, event_type: str):
     return decorate
 
 
+def event_entrypoint(producer: str, event_type: str, handler):
+    """An entrypoint named on_<producer>_<event_type> that runs `handler` (a function of the
+    service's handlers.py) for each such event: for a service that treats many events alike
+    (the report's read model, the decision log) and registers one per event type."""
+
+    @on_event(producer, event_type)
+    def entrypoint(self, event):
+        return self.handle_event(handler, event)
+
+    entrypoint.__name__ = f"on_{producer}_{event_type}"
+    return entrypoint
+
+
 # --- events are handled, retried or kept as dead letters: never dropped ---------------------
 # nameko acks an event whether its handler succeeded or raised: an event met by a database
 # outage or a racing write was gone. Here the outcome decides:

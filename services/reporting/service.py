@@ -5,7 +5,12 @@ from __future__ import annotations
 from nameko.timer import timer
 
 from services.common.api import api
-from services.common.entrypoints import SWEEP_INTERVAL, SettingsProvider, Worker, on_event
+from services.common.entrypoints import (
+    SWEEP_INTERVAL,
+    SettingsProvider,
+    Worker,
+    event_entrypoint,
+)
 from services.common.uow import UnitOfWorkProvider
 from services.reporting import handlers
 from services.reporting.repository import ReportingRepository
@@ -13,14 +18,7 @@ from services.reporting.settings import load_settings
 
 
 def _reads(producer: str, event_type: str):
-    handler = handlers.record_event(producer, event_type)
-
-    @on_event(producer, event_type)
-    def entrypoint(self, event):
-        return self.handle_event(handler, event)
-
-    entrypoint.__name__ = f"on_{producer}_{event_type}"
-    return entrypoint
+    return event_entrypoint(producer, event_type, handlers.record_event(producer, event_type))
 
 
 class ReportingService(Worker):
