@@ -150,7 +150,12 @@ class CourseRating(Aggregate):
 class CourseScoreView(me.Document):
     """A course's rating sums, recomputed from its ratings after each rating (idempotent)."""
 
-    meta = {"db_alias": ALIAS, "collection": "scores", "indexes": ["listed"]}
+    meta = {"db_alias": ALIAS, "collection": "scores",
+            # The rated courses (count > 0), what ListTopCourses and RateCourse read: the
+            # ranking is by a score shrunk towards the mean of every rated course, so each
+            # call needs them all, through this index rather than a collection scan
+            # (tests/integration/test_list_indexes.py).
+            "indexes": ["listed", "count"]}
 
     course_id = me.StringField(primary_key=True)
     provider_id = me.StringField()

@@ -125,10 +125,6 @@ ID_ORDER = ("pages on the primary key: MongoDB walks _id_ in order, the local se
             "of the key, e.g. \"-<key field>\" in the model's indexes (filing's applications, "
             "the decision log's leaves), and one after each filter the list takes")
 KNOWN_SCANS: dict = {
-    ("courses", "ListTopCourses"): (
-        lambda command: "count" in command.get("filter", {}),
-        "reads every score with count > 0 (no index on count): the fix is an index on count, "
-        "or the top list kept as its own small document"),
     ("grading", "ListIndicatorSystems"): (_on_id, ID_ORDER),
     ("grading", "ListGrades"): (_on_id, ID_ORDER),
     ("grading", "ListBlackList"): (
