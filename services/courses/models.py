@@ -19,8 +19,19 @@ class CourseRecord(Aggregate):
         "db_alias": ALIAS,
         "collection": "courses",
         "indexes": [
+            # ListCourses pages on course_id, the primary key (keyset, services/common/
+            # repository.py). MongoDB walks its _id_ index in order; the local server's _id
+            # index is not an ordered one (a sort or a range on _id scans the collection
+            # there), so the list has its own: the key alone (descending: an index is walked
+            # either way) and after each filter the list takes (state, provider, both: a
+            # provider's own in one state, or the public's listed ones of a provider), so a
+            # page and the next ("course_id > last seen") are one range of one index
+            # (tests/integration/test_list_indexes.py). (provider_id, course_id) also serves
+            # a provider's courses (provider_courses, course_summaries).
+            "-course_id",
             ("state", "course_id"),
             ("provider_id", "course_id"),
+            ("provider_id", "state", "course_id"),
             # A rejected course uploaded again unchanged is found by its normalised hash.
             "content_hash",
             # Two providers claiming one resource: its media and text hashes (multikey).
@@ -139,7 +150,12 @@ class CourseRating(Aggregate):
 class CourseScoreView(me.Document):
     """A course's rating sums, recomputed from its ratings after each rating (idempotent)."""
 
-    meta = {"db_alias": ALIAS, "collection": "scores", "indexes": ["listed"]}
+    meta = {"db_alias": ALIAS, "collection": "scores",
+            # The rated courses (count > 0), what ListTopCourses and RateCourse read: the
+            # ranking is by a score shrunk towards the mean of every rated course, so each
+            # call needs them all, through this index rather than a collection scan
+            # (tests/integration/test_list_indexes.py).
+            "indexes": ["listed", "count"]}
 
     course_id = me.StringField(primary_key=True)
     provider_id = me.StringField()

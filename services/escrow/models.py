@@ -38,6 +38,12 @@ class EscrowInstitution(Aggregate):
 class EscrowScheme(Aggregate):
     meta = {"db_alias": ALIAS, "collection": "schemes",
             "indexes": [{"fields": ["institution_id", "scheme_code"], "unique": True},
+                        # ListSchemes pages on scheme_id, the primary key (keyset): the local
+                        # server's _id index is not an ordered one (a sort or range on _id
+                        # scans the collection there), so the list has its own, alone and
+                        # after its one filter, the institution
+                        # (tests/integration/test_list_indexes.py).
+                        "-scheme_id",
                         ("institution_id", "scheme_id")]}
 
     scheme_id = me.StringField(primary_key=True)
@@ -90,8 +96,24 @@ class EscrowContract(Aggregate):
 
 class RefundComplaint(Aggregate):
     meta = {"db_alias": ALIAS, "collection": "complaints",
-            "indexes": [("institution_id", "complaint_id"), ("trainee_id", "complaint_id"),
-                        "contract_key", "filed_at", "decided_at", "state"]}
+            "indexes": [
+                # ListComplaints pages on complaint_id, the primary key (keyset): the local
+                # server's _id index is not an ordered one (a sort or range on _id scans the
+                # collection there), and it uses an index only when its leading fields are
+                # the whole filter, so the list has the key alone and one index per set of
+                # filters it sends, those fields then the key: the regulator's (institution,
+                # state, both), an institution's own (institution, with a state or not) and a
+                # trainee's own (the trainee, with an institution, a state or both)
+                # (tests/integration/test_list_indexes.py).
+                "-complaint_id",
+                ("institution_id", "complaint_id"),
+                ("state", "complaint_id"),
+                ("institution_id", "state", "complaint_id"),
+                ("trainee_id", "complaint_id"),
+                ("trainee_id", "state", "complaint_id"),
+                ("trainee_id", "institution_id", "complaint_id"),
+                ("trainee_id", "institution_id", "state", "complaint_id"),
+                "contract_key", "filed_at", "decided_at"]}
 
     complaint_id = me.StringField(primary_key=True)
     institution_id = me.StringField(required=True)

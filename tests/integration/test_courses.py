@@ -10,6 +10,8 @@ import pytest
 from nameko.events import event_handler
 from nameko.exceptions import RemoteError
 
+from services.courses.domain.lifecycle import LISTED, REJECTED, SUBMITTED
+from services.courses.models import CourseRecord
 from services.courses.service import CourseReviewService
 from tests.course_builders import course, learning
 from tests.support import token
@@ -98,3 +100,47 @@ def test_resubmitted_unchanged_is_caught_and_every_event_is_published(courses, r
     assert {e["course_id"] for e in delisted} >= {listed["course_id"]}
     assert all(e["permanent"] for e in delisted)
     assert all(e["meta"]["event_id"] for _, e in CourseEvents.seen)
+
+
+def test_filtered_course_lists_page_through_in_key_order(courses, rpc_as):
+    """ListCourses, each filter a caller can send and its next pages, on the real server:
+    every match once, in course order, none of another (the regulator's state and provider,
+    a provider's own in one state, the public's listed ones of a provider)."""
+    providers, states = ("PROV-PG-1", "PROV-PG-2"), (SUBMITTED, LISTED, REJECTED)
+    stored = []
+    for n in range(13):
+        record = CourseRecord(course_id=f"CRS-{n:02d}", provider_id=providers[n % 2],
+                              state=states[n % 3], title=f"课程{n}", content_hash=f"h{n}")
+        record.insert()
+        stored.append(record)
+
+    def pages(call, request):
+        ids, token_ = [], ""
+        while True:
+            answer = call({**request, "page": {"page_size": 2, "page_token": token_}})
+            ids += [c["course_id"] for c in answer.get("courses", [])]
+            token_ = answer.get("page", {}).get("next_page_token", "")
+            if not token_:
+                return ids
+
+    def expected(**match):
+        found = [c.course_id for c in stored
+                 if all(getattr(c, k) == v for k, v in match.items())]
+        assert found, match  # each filter matches something
+        return found
+
+    regulator = rpc_as(token("regulator")).courses
+    own = rpc_as(token("provider", party_id=providers[1])).courses
+    anyone = rpc_as().courses
+    assert pages(regulator.ListCourses, {}) == expected()
+    assert pages(regulator.ListCourses, {"state": REJECTED}) == expected(state=REJECTED)
+    assert pages(regulator.ListCourses, {"provider_id": providers[0]}) == expected(
+        provider_id=providers[0])
+    assert pages(regulator.ListCourses, {"provider_id": providers[0], "state": SUBMITTED}) == \
+        expected(provider_id=providers[0], state=SUBMITTED)
+    assert pages(own.ListCourses, {}) == expected(provider_id=providers[1])
+    assert pages(own.ListCourses, {"state": LISTED}) == expected(provider_id=providers[1],
+                                                                 state=LISTED)
+    assert pages(anyone.ListCourses, {}) == expected(state=LISTED)
+    assert pages(anyone.ListCourses, {"provider_id": providers[0]}) == expected(
+        provider_id=providers[0], state=LISTED)

@@ -3,6 +3,8 @@ decide who takes prepaid fees, money moves through the ledger, events go out, an
 stays conserved under concurrent refunds and releases."""
 from __future__ import annotations
 
+import datetime
+
 import eventlet
 import pytest
 from nameko.events import event_handler
@@ -10,7 +12,7 @@ from nameko.exceptions import RemoteError
 from nameko.standalone.events import event_dispatcher
 from nameko.testing.services import entrypoint_hook, entrypoint_waiter
 
-from services.escrow.models import EscrowContract, LedgerEntry, RefundComplaint
+from services.escrow.models import EscrowContract, EscrowScheme, LedgerEntry, RefundComplaint
 from services.escrow.service import EscrowService
 from tests.support import token, uscc
 
@@ -293,3 +295,68 @@ def test_a_float_amount_is_refused_on_the_bus_and_stores_nothing(filed, rpc_as):
              "credit_account_id": "refunds", "amount_fen": amount}]})
         assert err.exc_type == "InvalidArgument" and "amount_fen" in err.value, err.value
     assert LedgerEntry.objects.count() == 0 and EscrowContract.objects.count() == 0
+
+
+def all_pages(call, request: dict, items: str) -> list[str]:
+    """Every page of a list, two at a time: the ids in the order they came."""
+    ids, token_ = [], ""
+    while True:
+        answer = call({**request, "page": {"page_size": 2, "page_token": token_}})
+        ids += [row[f"{items[:-1]}_id"] for row in answer.get(items, [])]
+        token_ = answer.get("page", {}).get("next_page_token", "")
+        if not token_:
+            return ids
+
+
+def test_filtered_lists_page_through_in_key_order_through_an_index(escrow, rpc_as):
+    """Each filter ListSchemes and ListComplaints take, and its next pages, on the real
+    server: every match once, in key order, none of another; each of those queries (the
+    trainee's own included) read through an index."""
+    for n in range(7):
+        EscrowScheme(scheme_id=f"S-{n:02d}", institution_id=(INST, OTHER)[n % 2],
+                     scheme_code=f"CODE-{n}", name="培训", price_per_hour_fen=10_000,
+                     class_hours=10, valid_from="2026-01-01", valid_until="2026-12-31",
+                     custodian_id=BANK, filed_on="2026-01-02").insert()
+    states = ("COMPLAINT_STATE_OPEN", "COMPLAINT_STATE_REFUNDED", "COMPLAINT_STATE_REJECTED")
+    complaints = []
+    for n in range(12):
+        complaint = RefundComplaint(
+            complaint_id=f"CP-{n:02d}", institution_id=(INST, OTHER)[n % 2],
+            contract_id=f"HT-{n}", contract_key=f"k/{n}", trainee_id=f"T-{n % 3}",
+            filed_on="2026-03-02", filed_at=datetime.datetime(2026, 3, 2, 1, n),
+            state=states[n % 3])
+        complaint.insert()
+        complaints.append(complaint)
+
+    anyone, regulator = rpc_as().escrow, rpc_as(token("regulator")).escrow
+    assert all_pages(anyone.ListSchemes, {}, "schemes") == [f"S-{n:02d}" for n in range(7)]
+    assert all_pages(anyone.ListSchemes, {"institution_id": OTHER}, "schemes") == [
+        "S-01", "S-03", "S-05"]
+
+    def expected(**match):
+        return [c.complaint_id for c in complaints
+                if all(getattr(c, k) == v for k, v in match.items())]
+
+    trainee = rpc_as(token("trainee", party_id="T-1")).escrow
+    institution = rpc_as(token("institution", 31)).escrow
+    for call, request, match in [
+            (regulator, {}, {}),
+            (regulator, {"institution_id": OTHER}, {"institution_id": OTHER}),
+            (regulator, {"state": states[1]}, {"state": states[1]}),
+            (regulator, {"institution_id": INST, "state": states[0]},
+             {"institution_id": INST, "state": states[0]}),
+            (institution, {}, {"institution_id": INST}),
+            (institution, {"state": states[2]}, {"institution_id": INST, "state": states[2]}),
+            (trainee, {}, {"trainee_id": "T-1"}),
+            (trainee, {"state": states[1]}, {"trainee_id": "T-1", "state": states[1]}),
+            (trainee, {"institution_id": OTHER}, {"trainee_id": "T-1", "institution_id": OTHER}),
+            (trainee, {"institution_id": INST, "state": states[1]},
+             {"trainee_id": "T-1", "institution_id": INST, "state": states[1]})]:
+        assert expected(**match), match  # each filter matches something
+        assert all_pages(call.ListComplaints, request, "complaints") == expected(**match), \
+            request
+        # the first page's query and the next one's (the key's range after the filter)
+        for query in (dict(match), {**match, "_id": {"$gt": "CP-00"}}):
+            plan = RefundComplaint._get_collection().find(query).sort("_id", 1).limit(3) \
+                .explain()
+            assert "COLLSCAN" not in str(plan["queryPlanner"]), (query, plan)

@@ -98,6 +98,14 @@ FILTERED = {
                                  {"district_code": "410502"}],
     ("transparency", "ListLogEntries"): [{"subject": f"institution:{INSTITUTION}"}],
     ("escrow", "ListLedgerEntries"): [{"institution_id": INSTITUTION}],
+    ("escrow", "ListSchemes"): [{"institution_id": INSTITUTION}],
+    ("escrow", "ListComplaints"): [{"institution_id": INSTITUTION},
+                                   {"state": "COMPLAINT_STATE_OPEN"},
+                                   {"institution_id": INSTITUTION,
+                                    "state": "COMPLAINT_STATE_REFUNDED"}],
+    ("courses", "ListCourses"): [{"state": "COURSE_STATE_SUBMITTED"},
+                                 {"provider_id": "PROV-1"},
+                                 {"provider_id": "PROV-1", "state": "COURSE_STATE_LISTED"}],
     ("reporting", "ListEditions"): [{"year": 2026}],
     ("filing", "ListApplications"): [{"institution_id": INSTITUTION},
                                      {"state": "APPLICATION_STATE_RECEIVED"},
@@ -117,11 +125,6 @@ ID_ORDER = ("pages on the primary key: MongoDB walks _id_ in order, the local se
             "of the key, e.g. \"-<key field>\" in the model's indexes (filing's applications, "
             "the decision log's leaves), and one after each filter the list takes")
 KNOWN_SCANS: dict = {
-    ("courses", "ListCourses"): (_on_id, ID_ORDER),
-    ("courses", "ListTopCourses"): (
-        lambda command: "count" in command.get("filter", {}),
-        "reads every score with count > 0 (no index on count): the fix is an index on count, "
-        "or the top list kept as its own small document"),
     ("grading", "ListIndicatorSystems"): (_on_id, ID_ORDER),
     ("grading", "ListGrades"): (_on_id, ID_ORDER),
     ("grading", "ListBlackList"): (
@@ -130,8 +133,6 @@ KNOWN_SCANS: dict = {
     ("inspection", "ListInspectors"): (_on_id, ID_ORDER),
     ("inspection", "ListDraws"): (_on_id, ID_ORDER),
     ("inspection", "ListCases"): (_on_id, ID_ORDER),
-    ("escrow", "ListSchemes"): (_on_id, ID_ORDER),
-    ("escrow", "ListComplaints"): (_on_id, ID_ORDER),
 }
 
 
