@@ -266,8 +266,9 @@ def test_each_service_has_an_edge_autoscaler_budgets_and_policies(spec):
                 assert port["port"] in ports, f"{spec.name}-{role}: no port {port['port']}"
         egress_ports = {p["port"] for rule in own[0]["spec"]["egress"] for p in rule["ports"]}
         assert 5672 in egress_ports and 53 in egress_ports
-        # Only the worker reaches the database; only the edge takes calls from anywhere.
-        assert (27017 in egress_ports) == (role == "worker")
+        # The worker reaches the database, and the edge only when it answers some reads
+        # itself (SPEC edge_reads); only the edge takes calls from anywhere.
+        assert (27017 in egress_ports) == (role == "worker" or bool(spec.edge_reads))
         open_to_all = [r for r in own[0]["spec"]["ingress"] if "from" not in r]
         assert bool(open_to_all) == (role == "edge")
         if role == "edge":
