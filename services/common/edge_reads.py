@@ -24,7 +24,7 @@ import logging
 import time
 
 import pymongo
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConfigurationError, PyMongoError
 
 from services.common import config, limits
 from services.common.errors import (
@@ -60,8 +60,13 @@ class EdgeReads:
         uri = config.read_mongo_uri(spec.name)
         # connect=False: the first read (or health ping) connects, so the edge starts and
         # serves everything else while the database is away.
-        self.client = pymongo.MongoClient(uri, connect=False, tz_aware=True,
-                                          appname=f"vocreg-edge-{spec.name}")
+        try:
+            self.client = pymongo.MongoClient(uri, connect=False, tz_aware=True,
+                                              appname=f"vocreg-edge-{spec.name}")
+        except (ConfigurationError, ValueError) as exc:  # a malformed URI: one line
+            raise SystemExit(f"configuration error: the {spec.name} database URI for the "
+                             f"edge ({spec.name.upper()}_READ_MONGO_URI or MONGO_URI): "
+                             f"{exc}") from None
         self.database = self.client[database_name(uri, f"vocreg_{spec.name}")]
 
     def __contains__(self, method: str) -> bool:

@@ -48,6 +48,12 @@ def test_a_declared_read_its_module_lacks_stops_the_edge_at_start():
         EdgeReads(wrong)
 
 
+def test_a_malformed_database_uri_stops_the_edge_at_start_saying_which(monkeypatch):
+    monkeypatch.setenv("CERTIFICATES_READ_MONGO_URI", "mongodb://h:notaport/db")
+    with pytest.raises(SystemExit, match="CERTIFICATES_READ_MONGO_URI"):
+        EdgeReads(spec("certificates"))
+
+
 def test_a_spec_declares_its_reads_with_their_module_in_its_own_package():
     with pytest.raises(ValueError, match="go together"):
         dataclasses.replace(spec("certificates"), edge_reads_module="")
