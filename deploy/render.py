@@ -90,9 +90,55 @@ def host_grpc_port(spec: ServiceSpec) -> int:
 # --- one function per rendered file ----------------------------------------------------------
 
 
+# A service whose edge answers some reads itself (SPEC edge_reads) gives its edge the database:
+# the worker's MONGO_URI (its ConfigMap, or the credentialed one in the secret), or a read-only
+# user's URI (the secret's optional <svc>-read-mongo-uri, config.read_mongo_uri), and the way
+# out to it. Other edges get none of it.
+K8S_EDGE_CONFIG = """
+            - configMapRef:
+                name: {name}-config"""
+K8S_EDGE_DATABASE_ENV = """
+            # The reads this edge answers itself ({reads}): the worker's database, read-only.
+            - name: MONGO_URI
+              valueFrom:
+                secretKeyRef:
+                  name: vocreg-secrets
+                  key: {name}-mongo-uri
+                  optional: true
+            # Production: a read-only user's URI (it may add readPreference=secondaryPreferred).
+            - name: {upper}_READ_MONGO_URI
+              valueFrom:
+                secretKeyRef:
+                  name: vocreg-secrets
+                  key: {name}-read-mongo-uri
+                  optional: true"""
+K8S_EDGE_DATABASE_EGRESS = """
+    - to:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/name: mongodb
+      ports:
+        - port: 27017"""
+COMPOSE_EDGE_DATABASE_ENV = """
+      # The reads this edge answers itself ({reads}), from the worker's database
+      MONGO_URI: mongodb://mongodb:27017/vocreg_{name}"""
+COMPOSE_EDGE_DATABASE_DEPENDS = """
+      mongodb: {{condition: service_healthy}}"""
+
+
+def _edge_database(spec: ServiceSpec, text: str) -> str:
+    if not spec.edge_reads:
+        return ""
+    return text.format(name=spec.name, upper=spec.name.upper(),
+                       reads=", ".join(spec.edge_reads))
+
+
 def k8s_manifest(spec: ServiceSpec) -> str:
     return fill(template("k8s-service.yaml"), header=header(f"services/{spec.name}/__init__.py"),
-                name=spec.name, proto=spec.proto, summary=spec.summary or spec.name)
+                name=spec.name, proto=spec.proto, summary=spec.summary or spec.name,
+                edge_config=_edge_database(spec, K8S_EDGE_CONFIG),
+                edge_database_env=_edge_database(spec, K8S_EDGE_DATABASE_ENV),
+                edge_database_egress=_edge_database(spec, K8S_EDGE_DATABASE_EGRESS))
 
 
 def kustomization(specs: list[ServiceSpec]) -> str:
@@ -105,7 +151,9 @@ def compose(specs: list[ServiceSpec]) -> str:
     width = max(len(spec.name) for spec in specs)
     services = "".join(
         fill(template("compose-service.yml"), name=spec.name, proto=spec.proto,
-             summary=spec.summary or spec.name, host_grpc_port=str(host_grpc_port(spec)))
+             summary=spec.summary or spec.name, host_grpc_port=str(host_grpc_port(spec)),
+             edge_database_env=_edge_database(spec, COMPOSE_EDGE_DATABASE_ENV),
+             edge_database_depends=_edge_database(spec, COMPOSE_EDGE_DATABASE_DEPENDS))
         for spec in specs)
     return fill(
         template("compose.yml"), header=header("the declared services"), services=services,

@@ -96,6 +96,13 @@ class Platform:
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
+    def edge_database_env(self) -> dict:
+        """The databases of the services whose reads the edge answers itself (SPEC
+        edge_reads): the edge serves several services here, so each gets its own variable
+        (config.read_mongo_uri), naming the database its worker writes."""
+        return {f"{name.upper()}_READ_MONGO_URI": self.mongo_uris[name]
+                for name in self.services if spec(name).edge_reads}
+
     def worker_key(self, service: str) -> str:
         return "worker" if service == "filing" else f"worker-{service}"
 
@@ -140,8 +147,9 @@ class Platform:
             self.procs["edge"] = subprocess.Popen(
                 [sys.executable, "-m", "services.common.edge", "--services",
                  ",".join(self.services)], cwd=ROOT,
-                env=self._env(EDGE_MAX_MESSAGE_BYTES=1024 * 1024, **self.edge_env), stdout=log,
-                stderr=subprocess.STDOUT)
+                env=self._env(EDGE_MAX_MESSAGE_BYTES=1024 * 1024,
+                              **{**self.edge_database_env(), **self.edge_env}),
+                stdout=log, stderr=subprocess.STDOUT)
             self.channel = self.open_channel()
             for service in self.services:
                 self.wait_for_health(spec(service).proto, health_pb2.HealthCheckResponse.SERVING)

@@ -9,4 +9,8 @@ SPEC = ServiceSpec(
     aggregates=("Operation",),
     metrics_port=9104,
     summary="the public registry of skills certificates",
+    # Anyone checking a certificate: answered by the edge from the registry's unique index on
+    # the number, off the bus (issue 18), with the worker's own code (public.py).
+    edge_reads=("VerifyCertificate",),
+    edge_reads_module="services.certificates.public",
 )

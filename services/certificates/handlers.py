@@ -10,14 +10,12 @@ from datetime import date, timezone
 from prometheus_client import Counter
 from vocreg.certificates.v1 import certificates_pb2
 
-from services.certificates import domain
+from services.certificates import domain, public
 from services.certificates.models import Operation
 from services.certificates.repository import DONE, PENDING
 from services.certificates.views import (
     certificate_view,
-    not_found_view,
     row_result_view,
-    verification_view,
 )
 from services.common import paging
 from services.common.auth import Identity, require_own_institution
@@ -39,8 +37,6 @@ ROWS = Counter("vocreg_certificate_rows_total",
                "Uploaded certificate rows by outcome (issued, rejected, duplicate).", ["outcome"])
 LATE_REPORTED = Counter("vocreg_certificates_late_reported_total",
                         "Certificates issued but reported after the allowed days.")
-VERIFICATIONS = Counter("vocreg_certificate_verifications_total",
-                        "Public verifications by result.", ["result"])
 ENDED = Counter("vocreg_certificates_ended_total",
                 "Certificates invalidated or withdrawn, by reason.", ["reason"])
 ISSUE_REFUSED = Counter("vocreg_certificate_batches_refused_total",
@@ -298,14 +294,9 @@ def _finish(uow, op: Operation, summary: dict | None = None, counts=None) -> Non
 
 # --- reading ------------------------------------------------------------------------------
 def verify_certificate(cmd, uow, clock, settings):
-    number, name = domain.parse_verification(cmd.request)
-    cert = uow.repo.certificate(number)
-    if cert is None or not domain.holder_matches(cert.holder_name, name):
-        VERIFICATIONS.labels("not_found").inc()
-        return not_found_view(number)
-    answer = verification_view(cert)
-    VERIFICATIONS.labels(answer["result"].replace("VERIFICATION_RESULT_", "").lower()).inc()
-    return answer
+    """For callers on the bus; the public's calls are answered by the edge with the same
+    code (public.py)."""
+    return public.verify(cmd.request, uow.repo.verification_record)
 
 
 def get_certificate(cmd, uow, clock, settings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mongoengine as me
 
+from services.certificates.public import COLLECTION
 from services.common.storage import Aggregate
 
 ALIAS = "certificates"
@@ -16,7 +17,7 @@ class Certificate(me.Document):
 
     meta = {
         "db_alias": ALIAS,
-        "collection": "certificates",
+        "collection": COLLECTION,  # the edge reads it too (public.py)
         "indexes": [
             # One certificate per number, enforced by the database. Numbers are unique by
             # construction too (one atomic counter per filing code, year and level, never

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pymongo.errors import BulkWriteError
 
+from services.certificates import public
 from services.certificates.models import Certificate, InstitutionView, Operation
 from services.common.repository import keyset_page
 from services.common.uow import Repository
@@ -29,6 +30,10 @@ class CertificatesRepository(Repository):
     # --- certificates -----------------------------------------------------------------
     def certificate(self, number: str) -> Certificate | None:
         return Certificate.objects(certificate_number=number).first()
+
+    def verification_record(self, number: str):
+        """What public verification reads (public.py: the edge runs the same query)."""
+        return public.find(Certificate._get_collection(), number)
 
     def session_numbers(self, institution_id: str, exam_session_id: str) -> dict:
         """(holder id, occupation, level) -> number, for one exam session's certificates."""

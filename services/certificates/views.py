@@ -34,19 +34,20 @@ RESULT_BY_STATUS = {
 }
 
 
-def verification_view(cert) -> dict:
-    """The public answer: masked holder, no institution id, batch or session."""
-    invalidation = cert.invalidation or {}
+def verification_view(record) -> dict:
+    """The public answer: masked holder, no institution id, batch or session. `record` is the
+    stored certificate as a mapping (public.find reads only these fields)."""
+    invalidation = record.get("invalidation") or {}
     return _drop_empty({
-        "result": RESULT_BY_STATUS[cert.status],
-        "certificate_number": cert.certificate_number,
-        "holder_name_masked": domain.mask_name(cert.holder_name),
-        "holder_id_number_masked": domain.mask_id_number(cert.holder_id_number),
-        "occupation_code": cert.occupation_code,
-        "occupation_name": cert.occupation_name,
-        "skill_level": cert.skill_level,
-        "issued_on": cert.issued_on,
-        "issuer_name": cert.issuer_name,
+        "result": RESULT_BY_STATUS[record["status"]],
+        "certificate_number": record["certificate_number"],
+        "holder_name_masked": domain.mask_name(record.get("holder_name")),
+        "holder_id_number_masked": domain.mask_id_number(record.get("holder_id_number")),
+        "occupation_code": record.get("occupation_code"),
+        "occupation_name": record.get("occupation_name"),
+        "skill_level": record.get("skill_level"),
+        "issued_on": record.get("issued_on"),
+        "issuer_name": record.get("issuer_name"),
         "reason": invalidation.get("reason"),
         "effective_on": invalidation.get("effective_on"),
         "operation_id": invalidation.get("operation_id"),

@@ -134,9 +134,7 @@ def check_message(request, service: str, message_name: str, what: str):
         if len(text) > MAX_PARSE_ERROR_CHARS:
             text = text[:MAX_PARSE_ERROR_CHARS] + "..."
         raise InvalidArgument(f"{what}: {text}") from None
-    found = limits.violations(message)
-    if found:
-        raise InvalidArgument(found)
+    limits.check(message)
     return message
 
 

@@ -101,6 +101,15 @@ def mongo_uri(service: str) -> str:
                             "?journal=true")
 
 
+def read_mongo_uri(service: str) -> str:
+    """The database the edge reads for the RPCs it answers itself (a SPEC's `edge_reads`):
+    `<SERVICE>_READ_MONGO_URI` when set (production: a read-only user's URI, which may also
+    prefer secondaries with `readPreference=secondaryPreferred`, at the cost of answers up to
+    the replication lag old), else the worker's own rule above (MONGO_URI, else the local
+    server): the same database the worker writes."""
+    return env(f"{service.upper()}_READ_MONGO_URI", "") or mongo_uri(service)
+
+
 def jwt_secret() -> str:
     """The signing secret. Set but empty is a deployment mistake (an empty Secret key), not
     a request for the public development secret: refuse to start."""

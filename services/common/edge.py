@@ -1,5 +1,6 @@
 """The edge: a grpcio server that exposes services' gRPC APIs and forwards every call to the
-worker RPC method of the same name over RabbitMQ.
+worker RPC method of the same name over RabbitMQ, but for the reads a service declares the
+edge answers itself from its database (SPEC `edge_reads`, services/common/edge_reads.py).
 
 `python -m services.common.edge --services filing[,certificates,...]`
 
@@ -41,6 +42,7 @@ from services.common.amqp_rpc import (
     ServiceDown,
 )
 from services.common.auth import authorize, bearer_token, token_settings, verify_token
+from services.common.edge_reads import DEFAULT_READ_TIMEOUT, EdgeReads, edge_reads_for
 from services.common.errors import (
     BACKEND_UNAVAILABLE,
     BACKEND_UNAVAILABLE_MESSAGE,
@@ -93,6 +95,10 @@ class EdgeSettings:
         # Whether a worker consumes its queue at all: how fast a dead worker is noticed.
         self.liveness_interval = config.env_float("EDGE_LIVENESS_INTERVAL", 0.25)
         self.grace = config.env_float("EDGE_SHUTDOWN_GRACE", 10.0)
+        # The longest a read the edge answers itself waits for the database (edge_reads.py).
+        self.read_timeout = config.env_float("EDGE_READ_TIMEOUT", DEFAULT_READ_TIMEOUT)
+        if self.read_timeout <= 0:
+            raise SystemExit("configuration error: EDGE_READ_TIMEOUT must be > 0 seconds")
         self.tls_cert_file = config.env("EDGE_TLS_CERT_FILE", "")
         self.tls_key_file = config.env("EDGE_TLS_KEY_FILE", "")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
@@ -155,19 +161,21 @@ class Outcome:
 
 
 class ServiceForwarder:
-    """The generic handler of one service: every RPC forwarded to the worker. `invoke` is the
-    one implementation of a call (authentication, access policy, rate limit, deadline,
+    """The generic handler of one service: every RPC forwarded to the worker, or answered here
+    from the service's database when the service declares it an edge read (`reads`). `invoke`
+    is the one implementation of a call (authentication, access policy, rate limit, deadline,
     forwarding, error mapping); gRPC (below) and HTTP/JSON (services/common/http_gateway.py)
     are two ways in."""
 
     def __init__(self, service: str, client: RpcClient, settings: EdgeSettings,
-                 limiter: RateLimiter | None = None):
+                 limiter: RateLimiter | None = None, reads: EdgeReads | None = None):
         self.service = service
         self.proto = service_proto(service)
         self.policies = access_policies(service)
         self.client = client
         self.settings = settings
         self.limiter = limiter
+        self.reads = reads
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {}
@@ -280,6 +288,10 @@ class ServiceForwarder:
         timeout = min(timeout, self.settings.max_timeout)
         if timeout <= 0.001:
             raise DeadlineExceeded("the deadline passed before the call was sent")
+        if self.reads is not None and method in self.reads:
+            # Off the bus: the worker's own code on the edge's read-only connection.
+            result = self.reads.call(method, request, request_payload(request), timeout)
+            return from_dict(result, response_class)
         # The answer is parsed into its message below: the worker need not check it first
         # (services/common/api.py).
         context_data = {CHECKED_CONTEXT_KEY: f"{self.service}.{method}"}
@@ -295,7 +307,10 @@ HEALTH_CHECK_TIMEOUT = 2.0  # seconds a worker has to answer `health`
 
 class HealthWatcher(threading.Thread):
     """Marks each service SERVING while a worker consumes its queue and answers `health`
-    (which pings its database), NOT_SERVING otherwise.
+    (which pings its database), and, for a service whose reads the edge answers itself, while
+    the edge's own connection to that database answers a ping too; NOT_SERVING otherwise (the
+    log says which). The service's name stands for all its RPCs: an edge that can answer its
+    reads but not forward the rest, or the reverse, is not ready for the service's traffic.
 
     Consumer presence comes from the ConsumerWatch every fraction of a second: a worker gone
     is NOT_SERVING at once, a worker back is checked at once. The health RPC runs every
@@ -304,10 +319,12 @@ class HealthWatcher(threading.Thread):
     restarting the edge.
     """
 
-    def __init__(self, servicer, client: RpcClient, watch: ConsumerWatch, services, settings):
+    def __init__(self, servicer, client: RpcClient, watch: ConsumerWatch, services, settings,
+                 reads: dict[str, EdgeReads] | None = None):
         super().__init__(name="health-watcher", daemon=True)
         self.servicer, self.client, self.watch = servicer, client, watch
         self.services, self.settings = services, settings
+        self.reads = reads or {}
         self.stopping = threading.Event()
         self.wake = threading.Event()
 
@@ -334,6 +351,8 @@ class HealthWatcher(threading.Thread):
                     serving = True
                 except Exception as exc:
                     log.warning("health: %s worker not answering (%s)", name, type(exc).__name__)
+            if name in self.reads and not self.reads[name].ping(HEALTH_CHECK_TIMEOUT):
+                serving = False
             self.mark(name, serving)
 
     def run(self) -> None:
@@ -437,11 +456,14 @@ class UnknownMethod(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(refuse)  # bytes in: nothing to decode
 
 
-def forwarders_for(services, client, settings) -> dict[str, ServiceForwarder]:
+def forwarders_for(services, client, settings,
+                   reads: dict[str, EdgeReads] | None = None) -> dict[str, ServiceForwarder]:
     """One forwarder per service, sharing one rate limiter (gRPC and HTTP count together)."""
     limiter = RateLimiter(RateLimitSettings(),
                           on_limited=lambda method: RATE_LIMITED.labels(method).inc())
-    return {name: ServiceForwarder(name, client, settings, limiter) for name in services}
+    reads = reads or {}
+    return {name: ServiceForwarder(name, client, settings, limiter, reads.get(name))
+            for name in services}
 
 
 def build_server(forwarders: dict[str, ServiceForwarder], settings):
@@ -499,7 +521,8 @@ def run(args) -> None:
     amqp = config.amqp_uri()
     watch = ConsumerWatch(amqp, services, interval=settings.liveness_interval)
     client = RpcClient(amqp, watch)
-    forwarders = forwarders_for(services, client, settings)
+    reads = edge_reads_for([registry()[name] for name in services], settings.read_timeout)
+    forwarders = forwarders_for(services, client, settings, reads)
     server, health_servicer = build_server(forwarders, settings)
     http_settings = HttpSettings()
     http = HttpServer(Gateway(forwarders, settings.max_message_bytes), http_settings.port,
@@ -519,7 +542,7 @@ def run(args) -> None:
     except OSError as exc:
         raise SystemExit(f"edge: cannot serve metrics on port {settings.metrics_port} "
                          f"({exc.strerror}); set EDGE_METRICS_PORT") from None
-    watcher = HealthWatcher(health_servicer, client, watch, services, settings)
+    watcher = HealthWatcher(health_servicer, client, watch, services, settings, reads)
     for name in services:
         watcher.mark(name, False)
     watch.on_change = watcher.presence_changed
@@ -535,6 +558,8 @@ def run(args) -> None:
     log.info("edge listening on :%d (%s) for %s; HTTP/JSON %s", port,
              "TLS" if settings.tls_cert_file else "plaintext", ", ".join(services),
              f"on :{http.port}" if http is not None else "off")
+    for name, read in reads.items():
+        log.info("edge answers %s itself from the %s database", ", ".join(read.reads), name)
 
     stopped = threading.Event()
 
@@ -557,6 +582,8 @@ def run(args) -> None:
     signal.signal(signal.SIGINT, shutdown)
     server.wait_for_termination()
     client.close()
+    for read in reads.values():
+        read.close()
     log.info("edge stopped")
 
 

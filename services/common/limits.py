@@ -4,7 +4,8 @@ characters, and the number of entries of repeated fields, through nested message
 each violation naming the field's path ("rows[3].row_ref: at most 64 characters (got
 100000)"). A value is never quoted: a 100 KB field must not come back in the error.
 
-services/common/api.py `check_message` runs this on every request a worker receives.
+services/common/api.py `check_message` runs this on every request a worker receives, the edge
+on every request it answers itself (services/common/edge_reads.py).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from functools import cache
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from services.common.errors import InvalidArgument
 from services.common.turns import in_turns
 
 # At most this many violations are listed (then one line counts the rest): a 10,000-row batch
@@ -160,3 +162,10 @@ def undeclared(descriptor) -> list[str]:
                 not (rules and rules.max_length):
             missing.append(f"{descriptor.full_name}.{field.name}: no max_length")
     return missing
+
+
+def check(message) -> None:
+    """InvalidArgument with every violation of the declared limits in `message`, if any."""
+    found = violations(message)
+    if found:
+        raise InvalidArgument(found)

@@ -28,6 +28,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from services.common import config
 from services.common.errors import ResourceExhausted
@@ -92,12 +93,13 @@ def _address(text: str):
 
 
 def grpc_peer_address(peer: str) -> str:
-    """The address in grpcio's peer string ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000")."""
+    """The address in grpcio's peer string ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000"; current
+    grpcio percent-encodes the brackets, "ipv6:%5B::1%5D:5000", and a zone "%25eth0")."""
     kind, _, rest = (peer or "").partition(":")
     if kind == "ipv4":
         return rest.rpartition(":")[0]
     if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]").split("%")[0]
+        return unquote(rest.rpartition(":")[0]).strip("[]").split("%")[0]
     return peer or "unknown"
 
 

@@ -37,6 +37,12 @@ class ServiceSpec:
     aggregates: tuple[str, ...]   # Aggregate documents in services/<name>/models.py (the relay's)
     metrics_port: int             # the worker's local /metrics port (make run, compose)
     summary: str = ""             # one line for the README, the manifests and `make run`
+    # RPCs the edge answers itself, read-only, from the service's database instead of sending
+    # them over the bus (a hot public read: the bus is most of its cost), and the module that
+    # implements them: it holds EDGE_READS = {"<Rpc>": read(request: dict, database) -> dict},
+    # the very code the worker's handler of that RPC runs (services/common/edge_reads.py).
+    edge_reads: tuple[str, ...] = ()
+    edge_reads_module: str = ""
 
     def __post_init__(self):
         problems = []
@@ -47,6 +53,11 @@ class ServiceSpec:
             problems.append(f"proto must be vocreg.{self.name}.v1.<Service>")
         if not 1024 < self.metrics_port < 65536:
             problems.append("metrics_port must be 1025-65535")
+        if bool(self.edge_reads) != bool(self.edge_reads_module):
+            problems.append("edge_reads and edge_reads_module go together")
+        if self.edge_reads_module and not self.edge_reads_module.startswith(
+                f"services.{self.name}."):
+            problems.append(f"edge_reads_module must be in services.{self.name}")
         if problems:
             raise ValueError(f"ServiceSpec {self.name!r}: " + "; ".join(problems))
 

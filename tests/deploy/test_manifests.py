@@ -137,12 +137,30 @@ def test_declared_service_worker_owns_its_database(spec):
         "vocreg-secrets", f"{spec.name}-mongo-uri", True)
 
 
-@pytest.mark.parametrize(("pod", "container"), EDGES)
-def test_the_edge_never_sees_a_database(pod, container):
+@pytest.mark.parametrize("spec", SPECS, ids=SERVICE_IDS)
+def test_the_edge_sees_a_database_only_for_the_reads_it_answers_itself(spec):
+    """An edge forwards every call over the bus and never sees a database, unless its service
+    declares reads the edge answers itself (SPEC edge_reads): then it gets exactly the
+    worker's database (the same ConfigMap and secret key) and, optionally, a read-only user's
+    URI of its own (config.read_mongo_uri), and nothing of any other service."""
     configmaps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in kind("ConfigMap")}
-    from_configmaps = {key for source in container.get("envFrom", [])
-                       for key in configmaps[source["configMapRef"]["name"]]}
-    assert "MONGO_URI" not in from_configmaps | {var["name"] for var in container.get("env", [])}
+    pod = named("Deployment", f"{spec.name}-edge")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    resolved = {}
+    for source in container.get("envFrom", []):
+        resolved.update(configmaps[source["configMapRef"]["name"]])
+    env = {var["name"]: var for var in container.get("env", [])}
+    database_vars = {name for name in {*resolved, *env} if "MONGO" in name}
+    if not spec.edge_reads:
+        assert database_vars == set(), "the edge never touches the database"
+        return
+    assert database_vars == {"MONGO_URI", f"{spec.name.upper()}_READ_MONGO_URI"}
+    assert resolved["MONGO_URI"] == f"mongodb://mongodb:27017/vocreg_{spec.name}"
+    refs = {name: env[name]["valueFrom"]["secretKeyRef"] for name in database_vars}
+    assert {name: (r["name"], r["key"], r.get("optional")) for name, r in refs.items()} == {
+        "MONGO_URI": ("vocreg-secrets", f"{spec.name}-mongo-uri", True),
+        f"{spec.name.upper()}_READ_MONGO_URI":
+            ("vocreg-secrets", f"{spec.name}-read-mongo-uri", True)}
 
 
 def test_no_two_workloads_select_the_same_pods():
@@ -349,7 +367,11 @@ def test_compose_runs_the_declared_service(spec):
     assert worker["command"] == ["python", "-m", "services.common.worker", spec.name]
     assert edge["command"] == ["python", "-m", "services.common.edge", "--services", spec.name]
     assert worker["environment"]["MONGO_URI"] == f"mongodb://mongodb:27017/vocreg_{spec.name}"
-    assert "MONGO_URI" not in edge["environment"], "the edge never touches the database"
+    if spec.edge_reads:  # the reads it answers itself, from the worker's own database
+        assert edge["environment"]["MONGO_URI"] == worker["environment"]["MONGO_URI"]
+        assert edge["depends_on"]["mongodb"] == {"condition": "service_healthy"}
+    else:
+        assert "MONGO_URI" not in edge["environment"], "the edge never touches the database"
     assert edge["depends_on"][f"{spec.name}-worker"] == {"condition": "service_healthy"}
     assert spec.proto in " ".join(edge["healthcheck"]["test"])
 

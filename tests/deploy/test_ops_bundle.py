@@ -100,6 +100,42 @@ def exported_metrics() -> dict[str, tuple[str, ...]]:
     return {name: tuple(labels) for name, labels in json.loads(result.stdout).items()}
 
 
+# What the edge registers once it has loaded the reads it answers itself (SPEC edge_reads), as
+# services/common/edge_reads.py loads them: without any service's handlers, nameko or eventlet.
+_EDGE_EXPORTED = """
+import json, sys
+from prometheus_client import REGISTRY
+import services.common.edge
+from services.common.edge_reads import EdgeReads
+from services.common.spec import registry
+for spec in registry().values():
+    if spec.edge_reads:
+        EdgeReads(spec).close()
+names = sorted(n for names in REGISTRY._collector_to_names.values() for n in names)
+heavy = sorted(m for m in ("eventlet", "nameko", *(s.module + ".handlers"
+               for s in registry().values())) if m in sys.modules)
+json.dump({"names": names, "heavy": heavy}, sys.stdout)
+"""
+
+# Metrics exported by a process other than the one a reader would expect from their module:
+# the public verification counter is counted by whichever process answers, the edge for the
+# public (it answers VerifyCertificate itself) and the worker for callers on the bus.
+EXPORTED_BY_EDGE_TOO = {"vocreg_certificate_verifications_total": "certificates"}
+
+
+def test_the_edge_exports_the_metrics_of_the_reads_it_answers_itself():
+    result = subprocess.run([sys.executable, "-c", _EDGE_EXPORTED], capture_output=True,
+                            text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["heavy"] == [], "the edge must not load a worker's modules"
+    declared = {spec.name for spec in SPECS if spec.edge_reads}
+    for metric, owner in EXPORTED_BY_EDGE_TOO.items():
+        if owner in declared:
+            assert metric in found["names"], f"the edge does not export {metric}"
+            assert metric in exported_metrics(), f"the {owner} worker does not export {metric}"
+
+
 def test_no_metric_carries_a_label_prometheus_attaches_to_its_target():
     clashing = {name: labels for name, labels in exported_metrics().items()
                 if TARGET_LABELS & set(labels)}
@@ -266,8 +302,9 @@ def test_each_service_has_an_edge_autoscaler_budgets_and_policies(spec):
                 assert port["port"] in ports, f"{spec.name}-{role}: no port {port['port']}"
         egress_ports = {p["port"] for rule in own[0]["spec"]["egress"] for p in rule["ports"]}
         assert 5672 in egress_ports and 53 in egress_ports
-        # Only the worker reaches the database; only the edge takes calls from anywhere.
-        assert (27017 in egress_ports) == (role == "worker")
+        # The worker reaches the database, and the edge only when it answers some reads
+        # itself (SPEC edge_reads); only the edge takes calls from anywhere.
+        assert (27017 in egress_ports) == (role == "worker" or bool(spec.edge_reads))
         open_to_all = [r for r in own[0]["spec"]["ingress"] if "from" not in r]
         assert bool(open_to_all) == (role == "edge")
         if role == "edge":

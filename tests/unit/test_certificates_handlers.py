@@ -54,6 +54,13 @@ class FakeCertificatesRepository(FakeRepository, CertificatesRepository):
                 return Certificate._from_son(doc)
         return None
 
+    def verification_record(self, number):
+        from services.certificates.public import FIELDS
+        for doc in self.certificates:
+            if doc["certificate_number"] == number:
+                return {k: v for k, v in doc.items() if k in FIELDS}
+        return None
+
     def session_numbers(self, institution_id, exam_session_id):
         return {(d["holder_id_number"], d["occupation_code"], d["skill_level"]):
                 d["certificate_number"] for d in self.certificates

@@ -78,6 +78,11 @@ def test_the_client_address_is_the_peer_unless_a_trusted_proxy_forwarded_it():
     trusted = (ipaddress.ip_network("10.0.0.0/8"),)
     assert ratelimit.grpc_peer_address("ipv4:192.0.2.7:50000") == "192.0.2.7"
     assert ratelimit.grpc_peer_address("ipv6:[::1]:50000") == "::1"
+    # grpcio 1.85 percent-encodes the brackets (and a zone's %): every IPv6 client was ""
+    # before, one rate-limit bucket for all of them, and never a trusted proxy.
+    assert ratelimit.grpc_peer_address("ipv6:%5B::1%5D:50000") == "::1"
+    assert ratelimit.grpc_peer_address("ipv6:%5B2001:db8::7%5D:443") == "2001:db8::7"
+    assert ratelimit.grpc_peer_address("ipv6:%5Bfe80::1%25eth0%5D:443") == "fe80::1"
     assert ratelimit.client_address("192.0.2.7", "203.0.113.9", trusted) == "192.0.2.7"
     assert ratelimit.client_address("10.1.2.3", "203.0.113.9, 10.9.9.9", trusted) == \
         "203.0.113.9"
