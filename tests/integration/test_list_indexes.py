@@ -102,6 +102,35 @@ FILTERED = {
     ("filing", "ListApplications"): [{"institution_id": INSTITUTION},
                                      {"state": "APPLICATION_STATE_RECEIVED"},
                                      {"kind": "APPLICATION_KIND_NEW"}],
+    ("grading", "ListGrades"): [
+        {"year": 2025}, {"grade": "GRADE_A"}, {"district_code": "410502"},
+        {"year": 2025, "grade": "GRADE_A"}, {"year": 2025, "district_code": "410502"},
+        {"grade": "GRADE_A", "district_code": "410502"},
+        {"year": 2025, "grade": "GRADE_A", "district_code": "410502"},
+    ],
+    ("grading", "ListRedList"): [{"year": 2025}, {"district_code": "410502"},
+                                 {"year": 2025, "district_code": "410502"}],
+    ("grading", "ListBlackList"): [{"district_code": "410502"}],
+    ("inspection", "ListInspectors"): [{"region": "410502"}, {"employer_id": INSTITUTION},
+                                       {"region": "410502", "employer_id": INSTITUTION}],
+    ("inspection", "ListDraws"): [{"plan_id": "plan-2026"}],
+    ("inspection", "ListCases"): [
+        {"institution_id": INSTITUTION},
+        {"subject_kind": "SUBJECT_KIND_TRAINING_INSTITUTION"},
+        {"state": "CASE_STATE_OPEN"},
+        {"origin": "CASE_ORIGIN_COMPLAINT"},
+        {"kind": "INSPECTION_KIND_SPECIAL"},
+        {"outcome": "CASE_OUTCOME_SUBSIDY_RECOVERED"},
+        # an institution's own list, filtered (an institution's caller always has its id)
+        {"institution_id": INSTITUTION, "state": "CASE_STATE_OPEN"},
+        {"institution_id": INSTITUTION, "outcome": "CASE_OUTCOME_SUBSIDY_RECOVERED"},
+        # a combination with no index of its own: the index of a part, the rest checked
+        {"state": "CASE_STATE_OPEN", "origin": "CASE_ORIGIN_COMPLAINT",
+         "kind": "INSPECTION_KIND_SPECIAL"},
+    ],
+    ("inspection", "ListPublishedResults"): [
+        {"institution_id": INSTITUTION}, {"kind": "INSPECTION_KIND_SPECIAL"},
+        {"institution_id": INSTITUTION, "kind": "INSPECTION_KIND_SPECIAL"}],
 }
 
 
@@ -122,14 +151,6 @@ KNOWN_SCANS: dict = {
         lambda command: "count" in command.get("filter", {}),
         "reads every score with count > 0 (no index on count): the fix is an index on count, "
         "or the top list kept as its own small document"),
-    ("grading", "ListIndicatorSystems"): (_on_id, ID_ORDER),
-    ("grading", "ListGrades"): (_on_id, ID_ORDER),
-    ("grading", "ListBlackList"): (
-        _on_id, ID_ORDER + "; here (kind, state, publish_until) then the key is not one index "
-        "range either: the fix also needs the period's bound out of the index's middle"),
-    ("inspection", "ListInspectors"): (_on_id, ID_ORDER),
-    ("inspection", "ListDraws"): (_on_id, ID_ORDER),
-    ("inspection", "ListCases"): (_on_id, ID_ORDER),
     ("escrow", "ListSchemes"): (_on_id, ID_ORDER),
     ("escrow", "ListComplaints"): (_on_id, ID_ORDER),
 }
