@@ -1,18 +1,20 @@
-"""Lists whose query checks part of their filter on the documents read, on the real database
-server (issue 18): grading's black list (the publication period, beside the key's range) and
-inspection's cases (filter combinations with no index of their own). Every page in key order,
-each entry once, none that fails the filter, no token after the last match; and every single
+"""Grading's and inspection's lists through the indexes they read, on the real database server
+(issue 18): the black list and the cases check part of their filter on the documents read (the
+publication period beside the key's range; case filter combinations with no index of their
+own), the grades have an index per combination of filters. Every page in key order, each
+entry once, none that fails the filter, no token after the last match; and every single
 filter of the cases, and an institution's own list by each other filter, served whole by an
 index (tests/integration/test_list_indexes.py checks that such a query does not scan)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from itertools import combinations
 
 import pytest
 
 from services.common.mongo import connect, disconnect
 from services.common.repository import indexed_filter, keyset_page
-from services.grading.models import IntegrityListing
+from services.grading.models import GradeRecord, IntegrityListing
 from services.grading.repository import GradingRepository
 from services.inspection.models import InspectionCase
 from services.inspection.repository import InspectionRepository
@@ -25,6 +27,7 @@ TODAY = "2026-03-01"
 def grading_db(databases):
     connect("grading", databases.uri("grading"))
     IntegrityListing.ensure_indexes()
+    GradeRecord.ensure_indexes()
     yield GradingRepository("grading")
     disconnect("grading")
 
@@ -146,3 +149,28 @@ def test_a_page_checked_on_the_rows_reads_on_until_it_is_full(inspection_db):
     assert [r.case_id for r in rows] == open_[:3] and after == "C21"
     rows, after = keyset_page(InspectionCase.objects(), "case_id", 3, after, keep=keep)
     assert [r.case_id for r in rows] == open_[3:] and after is None
+
+
+def test_grades_filtered_every_way_page_in_key_order(grading_db):
+    """ListGrades' eight combinations of year, grade and district, each through its own index
+    (a descending one for the key alone): the same grades as a filter over all of them, in key
+    order, across pages."""
+    grades = []
+    for i in range(24):
+        year, grade = 2024 + i % 2, ("GRADE_A", "GRADE_B", "GRADE_C")[i % 3]
+        district = ("410502", "410503")[i // 2 % 2]
+        grades.append(dict(grade_id=f"{year}:{uscc(100 - i)}", year=year, grade=grade,
+                           district_code=district))
+        GradeRecord(institution_id=uscc(100 - i), system_id="default", system_hash="h",
+                    score=0, revision=1, published_on=f"{year + 1}-01-05", **grades[-1]).save()
+    values = {"year": 2025, "grade": "GRADE_A", "district_code": "410503"}
+    for n in range(4):
+        for names in combinations(sorted(values), n):
+            filters = {name: values[name] for name in names}
+            expected = sorted(g["grade_id"] for g in grades
+                              if all(g[k] == v for k, v in filters.items()))
+            assert expected
+            for size in (1, 3, 50):
+                rows = every_page(lambda size_, after, filters=filters:
+                                  grading_db.grades_page(filters, size_, after), size)
+                assert [r.grade_id for r in rows] == expected, (filters, size)
