@@ -48,8 +48,9 @@ def indexed_filter(document, key: str, filters: dict) -> tuple[dict, object]:
     """(the part of `filters` (equalities) an index of `document` serves, a test of each
     document for the rest, or None): the local server uses an index only when the index's
     leading fields are the whole filter, so a list whose filters combine more ways than it
-    has indexes asks the largest combination that has one, "<fields>, then the key", and
-    checks the rest on the documents read (keyset_page's `keep`). Equality as MongoDB means
+    has indexes asks the largest combination that has one, "<fields>, then the key" (of two
+    as large, the one declared first), and checks the rest on the documents read
+    (keyset_page's `keep`). Equality as MongoDB means
     it: a list field matches a value it holds."""
     db = {name: document._fields[name].db_field for name in filters}
     key_field = document._fields[key].db_field

@@ -103,12 +103,12 @@ class InspectionCase(Aggregate):
     decision and its review, the rectification, the special action's outcomes."""
 
     # ListCases pages on case_id, the primary key, filtered by any of six fields: the key has
-    # an ordered index of its own (the local server's _id index is not one), each filter its
-    # index of the field then the key, and an institution's own list (an institution always
-    # sees its own only) the institution then each other filter then the key. Any other
-    # combination walks the index of the largest part that has one and checks the rest on
-    # the cases read (services/common/repository.py indexed_filter). ListPublishedResults
-    # likewise: published, then the institution or the kind, then the key.
+    # an ordered index of its own (the local server's _id index is not one), and each filter
+    # its index of the field then the key. A combination walks the index of one of its
+    # filters, the institution's if it has one, and checks the rest on the cases read
+    # (services/common/repository.py indexed_filter): an institution has few cases, and an
+    # index per combination (63) would be written by every case opened or changed.
+    # ListPublishedResults likewise: published, then the institution or the kind, then the key.
     meta = {"db_alias": ALIAS, "collection": "cases",
             "indexes": [("institution_id", "opened_at"), "trigger_ids",
                         ("subject_kind", "subject_id"), "draw_id",
@@ -119,15 +119,9 @@ class InspectionCase(Aggregate):
                         ("origin", "case_id"),
                         ("kind", "case_id"),
                         ("outcome_kinds", "case_id"),
-                        ("institution_id", "subject_kind", "case_id"),
-                        ("institution_id", "state", "case_id"),
-                        ("institution_id", "origin", "case_id"),
-                        ("institution_id", "kind", "case_id"),
-                        ("institution_id", "outcome_kinds", "case_id"),
                         ("published", "case_id"),
                         ("published", "institution_id", "case_id"),
                         ("published", "kind", "case_id"),
-                        ("published", "institution_id", "kind", "case_id"),
                         "rectification.due_on", "notice.statement_due.date",
                         "decision.review_due.date"]}
 

@@ -146,8 +146,8 @@ class InspectionRepository(Repository):
         return keyset_page(InspectorRecord.objects(**filters), "inspector_id", size, after)
 
     def list_cases(self, filters: dict, size: int, after):
-        """Six filters combine more ways than the cases have indexes (models.py): the part
-        of the filters an index serves is asked, the rest checked on the cases read."""
+        """The filters combine more ways than the cases have indexes (models.py): the part an
+        index serves is asked, the rest checked on the cases read."""
         served, keep = indexed_filter(InspectionCase, "case_id", filters)
         return keyset_page(InspectionCase.objects(**served), "case_id", size, after, keep=keep)
 
@@ -157,8 +157,7 @@ class InspectionRepository(Repository):
                            "draw_id", size, after)
 
     def list_published(self, filters: dict, size: int, after):
-        return keyset_page(InspectionCase.objects(published=True, **filters), "case_id", size,
-                           after)
+        return self.list_cases({"published": True, **filters}, size, after)
 
     # --- the views of others' facts ------------------------------------------------------------
     def institution(self, institution_id: str) -> InspectedInstitution | None:

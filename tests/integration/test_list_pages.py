@@ -3,8 +3,8 @@
 publication period beside the key's range; case filter combinations with no index of their
 own), the grades have an index per combination of filters. Every page in key order, each
 entry once, none that fails the filter, no token after the last match; and every single
-filter of the cases, and an institution's own list by each other filter, served whole by an
-index (tests/integration/test_list_indexes.py checks that such a query does not scan)."""
+filter of the cases served whole by an index (tests/integration/test_list_indexes.py checks
+that such a query does not scan), a combination with the institution by the institution's."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -12,7 +12,7 @@ from itertools import combinations
 
 import pytest
 
-from services.common.mongo import connect, disconnect
+from services.common.mongo import connect, disconnect, ensure_indexes
 from services.common.repository import indexed_filter, keyset_page
 from services.grading.models import GradeRecord, IntegrityListing
 from services.grading.repository import GradingRepository
@@ -23,19 +23,24 @@ from tests.support import uscc
 TODAY = "2026-03-01"
 
 
+def connected(alias: str, databases):
+    """A fresh database for the service's documents, indexed as a worker start does (an
+    earlier test's worker may have left the alias registered)."""
+    disconnect(alias)
+    connect(alias, databases.uri(alias))
+    ensure_indexes(alias)
+
+
 @pytest.fixture
 def grading_db(databases):
-    connect("grading", databases.uri("grading"))
-    IntegrityListing.ensure_indexes()
-    GradeRecord.ensure_indexes()
+    connected("grading", databases)
     yield GradingRepository("grading")
     disconnect("grading")
 
 
 @pytest.fixture
 def inspection_db(databases):
-    connect("inspection", databases.uri("inspection"))
-    InspectionCase.ensure_indexes()
+    connected("inspection", databases)
     yield InspectionRepository("inspection")
     disconnect("inspection")
 
@@ -86,19 +91,19 @@ def case(number: int, **fields) -> InspectionCase:
 
 
 def test_cases_filtered_every_way_page_in_key_order(inspection_db):
-    """A combination with no index of its own (state, origin and kind; a state and an outcome)
-    pages like one that has: the same cases as the filter asked whole, in order."""
+    """A combination with no index of its own (state, origin and kind; a state and an outcome;
+    the published results of an institution and a kind) pages like one that has: the same cases as the filter asked whole, in order."""
     special = {"origin": "CASE_ORIGIN_COMPLAINT", "kind": "INSPECTION_KIND_SPECIAL"}
     cases = [
-        case(1, **special), case(2), case(3, **special, state="CASE_STATE_CLOSED"),
+        case(1, **special, published=True), case(2, published=True), case(3, **special, state="CASE_STATE_CLOSED"),
         case(4, **special, outcome_kinds=["CASE_OUTCOME_SUBSIDY_RECOVERED"]),
         case(5, origin="CASE_ORIGIN_COMPLAINT"), case(6, kind="INSPECTION_KIND_SPECIAL"),
-        case(7, **special, institution_id=uscc(2)),
+        case(7, **special, institution_id=uscc(2), published=True),
         case(8, state="CASE_STATE_CLOSED", outcome_kinds=["CASE_OUTCOME_SUBSIDY_RECOVERED",
                                                           "CASE_OUTCOME_CATALOGUE_REMOVED"]),
         case(9, outcome_kinds=["CASE_OUTCOME_CATALOGUE_REMOVED",
                                "CASE_OUTCOME_SUBSIDY_RECOVERED"]),
-        case(10, **special), case(11), case(12, state="CASE_STATE_CLOSED", **special),
+        case(10, **special, published=True), case(11), case(12, state="CASE_STATE_CLOSED", **special),
     ]
     for c in cases:
         c.save()
@@ -114,7 +119,10 @@ def test_cases_filtered_every_way_page_in_key_order(inspection_db):
             ({"state": "CASE_STATE_OPEN", "origin": "CASE_ORIGIN_RANDOM_DRAW",
               "outcome_kinds": "CASE_OUTCOME_CATALOGUE_REMOVED"}, ["C09"]),
             ({"kind": "INSPECTION_KIND_SPECIAL", "outcome_kinds": "CASE_OUTCOME_NONE_SUCH"},
-             [])):
+             []),
+            # ListPublishedResults: published, the institution's index, the kind checked
+            ({"published": True, "institution_id": uscc(1), "kind": "INSPECTION_KIND_SPECIAL"},
+             ["C01", "C10"])):
         # the database's own answer to the whole filter, for comparison
         assert sorted(c.case_id for c in InspectionCase.objects(**filters)) == expected
         for size in (1, 2, 3, 20):
@@ -129,13 +137,13 @@ CASE_FILTERS = {"institution_id": uscc(1), "subject_kind": "SUBJECT_KIND_TRAININ
 
 
 @pytest.mark.parametrize("field", sorted(CASE_FILTERS))
-def test_each_case_filter_alone_and_beside_the_institution_has_its_index(field):
-    """ListCases' single filters and an institution's own list by each other one are asked
-    whole of an index (nothing left to check on the cases read)."""
+def test_each_case_filter_has_its_index_and_an_institution_its_own(field):
+    """ListCases' single filters are asked whole of an index (nothing left to check on the
+    cases read); beside an institution, the institution's index is walked (its few cases)."""
     alone = {field: CASE_FILTERS[field]}
     assert indexed_filter(InspectionCase, "case_id", alone) == (alone, None)
-    own = {"institution_id": uscc(1), **alone}
-    assert indexed_filter(InspectionCase, "case_id", own) == (own, None)
+    served, keep = indexed_filter(InspectionCase, "case_id", {"institution_id": uscc(1), **alone})
+    assert served == {"institution_id": uscc(1)} and (keep is None) == (field == "institution_id")
 
 
 def test_a_page_checked_on_the_rows_reads_on_until_it_is_full(inspection_db):
