@@ -1131,11 +1131,11 @@ def list_black_list(cmd, uow, clock, settings):
     except InvalidArgument as exc:
         errors.extend(exc.violations)
     _invalid(errors)
-    filters = {"kind": domain.BLACK, "state": domain.LISTED,
-               "publish_until__gte": _today(clock).isoformat()}
+    filters = {"kind": domain.BLACK, "state": domain.LISTED}
     if district:
         filters["district_code"] = district
-    rows, last = uow.repo.listings_page(filters, page.size, page.after)
+    rows, last = uow.repo.listings_page(filters, page.size, page.after,
+                                        published_on=_today(clock).isoformat())
     return {"entries": [views.black_view(r, False) for r in rows], "page": page.response(last)}
 
 

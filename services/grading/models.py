@@ -27,7 +27,12 @@ class IndicatorSystemDoc(Aggregate):
     """A committee's version of the indicator system: DRAFT, then PUBLISHED (never changed
     again). The built-in default catalogue is not stored: it ships as a file."""
 
-    meta = {"db_alias": ALIAS, "collection": "indicator_systems"}
+    # ListIndicatorSystems pages on system_id, the primary key: the local server's _id index
+    # is not an ordered one (a sort or a range on _id scans the collection there), so the
+    # list has its own, the key descending (walked either way), alone (the regulator sees
+    # drafts too) and after the state (everyone else sees the published ones).
+    meta = {"db_alias": ALIAS, "collection": "indicator_systems",
+            "indexes": ["-system_id", ("state", "system_id")]}
 
     system_id = StringField(primary_key=True)
     state = StringField(required=True)
@@ -145,10 +150,21 @@ class GradeRecord(Aggregate):
     overwrite): the current one denormalised for the public lists, the inputs it was scored
     from (so an appeal or a reversal scores it again), and its appeals."""
 
+    # ListGrades pages on grade_id, the primary key, filtered by any of year, grade and
+    # district: the key has an ordered index of its own (the local server's _id index is not
+    # one), and each combination of the filters its index of those fields then the key (that
+    # server uses an index only when its leading fields are the whole filter). (year, key)
+    # also serves a year's grade ids (grade_ids).
     meta = {"db_alias": ALIAS, "collection": "grades",
-            "indexes": [("year", "grade", "institution_id"),
-                        ("year", "district_code", "institution_id"),
-                        ("year", "institution_id"), "institution_id", "appeals.appeal_id"]}
+            "indexes": ["-grade_id",
+                        ("year", "grade_id"),
+                        ("grade", "grade_id"),
+                        ("district_code", "grade_id"),
+                        ("year", "grade", "grade_id"),
+                        ("year", "district_code", "grade_id"),
+                        ("grade", "district_code", "grade_id"),
+                        ("year", "grade", "district_code", "grade_id"),
+                        "institution_id", "appeals.appeal_id"]}
 
     grade_id = StringField(primary_key=True)  # "2025:<institution id>"
     year = IntField(required=True)
@@ -185,8 +201,21 @@ class IntegrityListing(Aggregate):
     """A red- or black-list entry. Black: published until publish_until unless removed
     (credit repair approved, the decision reversed); its repair applications inside."""
 
+    # ListRedList and ListBlackList page on listing_id, the primary key, among the listed
+    # entries of their kind: (kind, state) then the key, then with each filter the red list
+    # takes (year, district) and the black list's (district) between them. The black list's
+    # "still published" (publish_until >= today) has no place in these: a range before the
+    # key would be two ranges with the next page's, which the local server answers by a
+    # scan; it is checked on the entries read (repository.py listings_page): the sweep
+    # (every SWEEP_INTERVAL) moves entries whose period ended out of the listed state, so the
+    # check skips at most those that ended since its last run. (kind, state, publish_until)
+    # is how the sweep finds them.
     meta = {"db_alias": ALIAS, "collection": "listings",
-            "indexes": [("kind", "state", "listing_id"), ("kind", "year", "listing_id"),
+            "indexes": [("kind", "state", "listing_id"),
+                        ("kind", "state", "year", "listing_id"),
+                        ("kind", "state", "district_code", "listing_id"),
+                        ("kind", "state", "year", "district_code", "listing_id"),
+                        ("kind", "state", "publish_until"),
                         "institution_id", "decision_ref"]}
 
     listing_id = StringField(primary_key=True)

@@ -99,8 +99,15 @@ class GradingRepository(Repository):
                   if not any(h.pk == x.pk for h in held)]
         return sorted(held + stored, key=lambda x: (x.listed_on, x.listing_id))
 
-    def listings_page(self, filters: dict, size: int, after: str | None):
-        return keyset_page(IntegrityListing.objects(**filters), "listing_id", size, after)
+    def listings_page(self, filters: dict, size: int, after: str | None,
+                      published_on: str | None = None):
+        """A page of listings by id; `published_on` (an ISO day): only those whose publication
+        period has not ended by then, checked on the entries read (models.py: a range there
+        and the next page's would be two ranges of one index)."""
+        keep = None if published_on is None else (
+            lambda listing: (listing.publish_until or "") >= published_on)
+        return keyset_page(IntegrityListing.objects(**filters), "listing_id", size, after,
+                           keep=keep)
 
     # --- the preview of a year (ComputeGrades) ---------------------------------------------------
     def store_computation(self, docs: list[dict]) -> None:

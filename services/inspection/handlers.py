@@ -505,8 +505,14 @@ def _trigger(uow, clock, *, subject_kind: str, subject_id: str, subject_name: st
     Two triggers of one subject may arrive at once (two workers, or two events handled side by
     side): the case they would open has an id derived from the subject and how many special
     cases it has had, so only one insert wins; the other is a Conflict, and its event is
-    delivered again and joins the case the first opened."""
+    delivered again and joins the case the first opened.
+
+    The count of the subject's special cases is read first: a case another trigger opens
+    after it collides with the id derived from it. Read last, it could count a case written
+    after the two lookups missed it (a redelivery of the same trigger racing the first
+    delivery), and open a second case for the same trigger under the next id."""
     origins = (rules.ORIGIN_COMPLAINT, rules.ORIGIN_ANOMALY)
+    generation = uow.repo.special_cases_opened(subject_kind, subject_id, origins)
     recorded = uow.repo.case_with_trigger(trigger_id)
     if recorded is not None:  # this very trigger was recorded before (a redelivery)
         return recorded
@@ -517,7 +523,6 @@ def _trigger(uow, clock, *, subject_kind: str, subject_id: str, subject_name: st
             if note and note not in (case.note or ""):
                 case.note = "; ".join(filter(None, [case.note, note]))
         return case
-    generation = uow.repo.special_cases_opened(subject_kind, subject_id, origins)
     case_id = _derived_id("special", subject_kind, subject_id, str(generation))
     return _open_case(
         uow, clock, case_id=case_id, subject_kind=subject_kind, subject_id=subject_id,

@@ -35,8 +35,15 @@ class InspectorRecord(Aggregate):
     """One inspector of the register: employer, region, relations (declared conflicts and
     past employments)."""
 
+    # ListInspectors pages on inspector_id, the primary key: the local server's _id index is
+    # not an ordered one (a sort or a range on _id scans there), so the key has its own,
+    # descending (walked either way), and each filter (region, employer, both) its index of
+    # those fields then the key (that server uses an index only when its leading fields are
+    # the whole filter).
     meta = {"db_alias": ALIAS, "collection": "inspectors",
-            "indexes": ["region", "employer_id"]}
+            "indexes": ["-inspector_id", ("region", "inspector_id"),
+                        ("employer_id", "inspector_id"),
+                        ("region", "employer_id", "inspector_id")]}
 
     inspector_id = me.StringField(primary_key=True)
     name = me.StringField(required=True)
@@ -52,7 +59,10 @@ class InspectionDraw(Aggregate):
     """A random draw: committed (pool hash published, seed unknown), then revealed. The pool
     itself is in DrawPool (up to 100,000 ids: kept out of the aggregate's every read)."""
 
-    meta = {"db_alias": ALIAS, "collection": "draws", "indexes": [("plan_id", "round")]}
+    # ListDraws pages on draw_id, the primary key: an ordered index of it (the local server's
+    # _id index is not one), and the plan's draws by (plan_id, key).
+    meta = {"db_alias": ALIAS, "collection": "draws",
+            "indexes": [("plan_id", "round"), "-draw_id", ("plan_id", "draw_id")]}
 
     draw_id = me.StringField(primary_key=True)
     plan_id = me.StringField(required=True)
@@ -92,10 +102,26 @@ class InspectionCase(Aggregate):
     """One case: an inspection drawn, planned or triggered, its findings, due process, the
     decision and its review, the rectification, the special action's outcomes."""
 
+    # ListCases pages on case_id, the primary key, filtered by any of six fields: the key has
+    # an ordered index of its own (the local server's _id index is not one), and each filter
+    # its index of the field then the key. A combination walks the index of one of its
+    # filters, the institution's if it has one, and checks the rest on the cases read
+    # (services/common/repository.py indexed_filter): an institution has few cases, and an
+    # index per combination (63) would be written by every case opened or changed.
+    # ListPublishedResults likewise: published, then the institution or the kind, then the key.
     meta = {"db_alias": ALIAS, "collection": "cases",
-            "indexes": [("institution_id", "opened_at"), "state", "subject_kind", "trigger_ids",
-                        ("subject_kind", "subject_id"),
-                        "outcome_kinds", "draw_id", ("published", "case_id"),
+            "indexes": [("institution_id", "opened_at"), "trigger_ids",
+                        ("subject_kind", "subject_id"), "draw_id",
+                        "-case_id",
+                        ("institution_id", "case_id"),
+                        ("subject_kind", "case_id"),
+                        ("state", "case_id"),
+                        ("origin", "case_id"),
+                        ("kind", "case_id"),
+                        ("outcome_kinds", "case_id"),
+                        ("published", "case_id"),
+                        ("published", "institution_id", "case_id"),
+                        ("published", "kind", "case_id"),
                         "rectification.due_on", "notice.statement_due.date",
                         "decision.review_due.date"]}
 

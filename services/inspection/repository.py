@@ -3,7 +3,7 @@ the views of other services' facts (InspectedInstitution) are changed by single 
 updates, never loaded to be saved."""
 from __future__ import annotations
 
-from services.common.repository import keyset_page
+from services.common.repository import indexed_filter, keyset_page
 from services.common.uow import Repository
 from services.inspection.models import (
     DrawPool,
@@ -146,7 +146,10 @@ class InspectionRepository(Repository):
         return keyset_page(InspectorRecord.objects(**filters), "inspector_id", size, after)
 
     def list_cases(self, filters: dict, size: int, after):
-        return keyset_page(InspectionCase.objects(**filters), "case_id", size, after)
+        """The filters combine more ways than the cases have indexes (models.py): the part an
+        index serves is asked, the rest checked on the cases read."""
+        served, keep = indexed_filter(InspectionCase, "case_id", filters)
+        return keyset_page(InspectionCase.objects(**served), "case_id", size, after, keep=keep)
 
     def list_draws(self, filters: dict, size: int, after):
         return keyset_page(InspectionDraw.objects(**filters).exclude("drawn", "recusals",
@@ -154,8 +157,7 @@ class InspectionRepository(Repository):
                            "draw_id", size, after)
 
     def list_published(self, filters: dict, size: int, after):
-        return keyset_page(InspectionCase.objects(published=True, **filters), "case_id", size,
-                           after)
+        return self.list_cases({"published": True, **filters}, size, after)
 
     # --- the views of others' facts ------------------------------------------------------------
     def institution(self, institution_id: str) -> InspectedInstitution | None:

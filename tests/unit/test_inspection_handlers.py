@@ -15,6 +15,7 @@ from vocreg.inspection.v1 import events_pb2
 
 from services.common.auth import ANONYMOUS
 from services.common.errors import (
+    Conflict,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -563,6 +564,31 @@ def test_a_complaint_opens_a_special_case_and_the_caller_is_rate_limited(uow, cl
 
 def meta(event_id="e1", sequence=1):
     return types_pb2.EventMeta(event_id=event_id, sequence=sequence)
+
+
+def test_a_trigger_delivered_twice_at_once_opens_one_case(uow, clock):
+    """The first delivery's case is written just after the second's lookups missed it: the
+    second derives the same case id (the subject's special cases counted before the lookups)
+    and its insert is refused, a Conflict retried later, never a second case for the trigger."""
+    institutions(uow, 1)
+    lapsed = filing_events.EvaluationLapsed(meta=meta("lapse-1"), institution_id=uscc(1),
+                                            last_evaluation_on="2025-03-01", months=6)
+    case_id = handlers.evaluation_lapsed(lapsed, uow.begin(), clock, SETTINGS)
+    uow.flush()
+    key = (InspectionCase, case_id)
+    first = uow.repo.store.pop(key)
+    lookup = uow.repo.open_special_case
+
+    def first_lands_meanwhile(*args):
+        found = lookup(*args)
+        uow.repo.store[key] = first
+        return found
+
+    uow.repo.open_special_case = first_lands_meanwhile
+    with pytest.raises(Conflict):
+        handlers.evaluation_lapsed(lapsed, uow.begin(), clock, SETTINGS)
+        uow.flush()
+    assert [c.case_id for c in uow.repo.all(InspectionCase)] == [case_id]
 
 
 def test_monitoring_anomalies_open_non_random_cases_with_their_trigger_ids(uow, clock):
