@@ -253,16 +253,21 @@ class EventHandler(nameko_events.EventHandler):
         headers[DELIVERY_HEADER] = delivery + 1
         try:
             with get_producer(self.container.config[AMQP_URI_CONFIG_KEY]) as producer:
-                # Declared on every retry, not through kombu's cache (`declare=`: once per
-                # pooled connection, for its whole life): a retry queue deleted meanwhile
-                # would make the copy unroutable, which the broker drops and still confirms,
-                # and the original would be acked and lost. A retry is rare; the round trip
-                # is cheap.
-                retry_queue.bind(producer.channel).declare()
-                producer.publish(message.body, exchange="", routing_key=retry_queue.name,
-                                 headers=headers, content_type=message.content_type,
-                                 content_encoding=message.content_encoding,
-                                 delivery_mode=2, retry=True, retry_policy={"max_retries": 2})
+                def declare_and_publish():
+                    # Declared on every attempt, not through kombu's cache (`declare=`: once
+                    # per pooled connection, for its whole life): a retry queue deleted
+                    # meanwhile would make the copy unroutable, which the broker drops and
+                    # still confirms, and the original would be acked and lost. A retry is
+                    # rare; the round trip is cheap.
+                    retry_queue.bind(producer.channel).declare()
+                    producer.publish(message.body, exchange="", routing_key=retry_queue.name,
+                                     headers=headers, content_type=message.content_type,
+                                     content_encoding=message.content_encoding,
+                                     delivery_mode=2)
+
+                # Both again on a fresh connection if the pooled one went stale (the broker
+                # restarted since), as publish(retry=True) did for the publish alone.
+                producer.connection.ensure(producer, declare_and_publish, max_retries=2)()
         except Exception as publish_failure:  # the broker is away: it has the original still
             log.warning("%s: %s failed (%s) and its retry could not be queued (%s); it goes "
                         "back to its queue", self.method_name, self.event_type,

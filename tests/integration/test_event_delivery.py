@@ -254,3 +254,26 @@ def test_a_retry_queue_deleted_meanwhile_still_takes_the_copy(registry, rabbit_c
     eventually(lambda: handled("ev-second"), what="ev-second handled after its retry")
     assert [len(deliveries[e]) for e in ("ev-first", "ev-second")] == [2, 2]
 
+
+
+def test_a_retry_after_the_broker_dropped_its_connections_is_queued_all_the_same(
+        registry, rabbit_config, rabbit_manager, flaky, caplog):
+    """The broker closed every connection of the worker (a restart, an operator): the pooled
+    one the retries publish on is stale until used. The retry connects again and queues its
+    copy (declaration included) rather than giving up and putting the event back."""
+    deliveries = flaky({"ev-first": 1, "ev-second": 2})
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("filing", "InstitutionFiled", filed("ev-first"))
+    eventually(lambda: handled("ev-first"), what="ev-first handled after its retry")
+
+    def connections():
+        return [c["name"] for c in rabbit_manager.get_connections()
+                if c.get("vhost") == rabbit_config["vhost"]]
+    for name in eventually(lambda: len(c := connections()) >= 2 and c, timeout=15,
+                           what="the consumer's and the publishers' connections listed"):
+        rabbit_manager.delete_connection(name)
+    eventlet.sleep(2.5)  # the consumer connects again (consumer.py RECONNECT_INTERVAL_MAX)
+    dispatch("filing", "InstitutionFiled", filed("ev-second", 2))
+    eventually(lambda: handled("ev-second"), timeout=15, what="ev-second handled")
+    assert len(deliveries["ev-second"]) == 3
+    assert not [r for r in caplog.records if "could not be queued" in r.getMessage()]
