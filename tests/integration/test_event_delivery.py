@@ -277,3 +277,20 @@ def test_a_retry_after_the_broker_dropped_its_connections_is_queued_all_the_same
     eventually(lambda: handled("ev-second"), timeout=15, what="ev-second handled")
     assert len(deliveries["ev-second"]) == 3
     assert not [r for r in caplog.records if "could not be queued" in r.getMessage()]
+
+
+def test_copies_and_events_are_published_with_confirms_after_the_worker_answered_a_call(
+        registry, rabbit_config, rpc_as):
+    """A retry's copy (and an outbox event) counts as queued only once the broker confirmed
+    it. Replies go out without confirms (services/common/api.py): publishing one must not
+    make the next connection of the confirmed publishers come up without them."""
+    from nameko.amqp.publish import get_producer
+
+    event_dispatcher(rabbit_config)("filing", "InstitutionFiled", filed("ev-confirmed"))
+    eventually(lambda: handled("ev-confirmed"), what="an event handled")
+    assert rpc_as().certificates.health() == {"service": "certificates", "status": "SERVING"}
+    with get_producer(rabbit_config["AMQP_URI"]) as first, \
+            get_producer(rabbit_config["AMQP_URI"]) as second:  # the second: a new connection
+        for producer in (first, second):
+            producer.publish(b"{}", exchange="", routing_key="nowhere")
+            assert producer.channel.connection.confirm_publish
