@@ -24,6 +24,7 @@ from nameko.constants import (
     AMQP_URI_CONFIG_KEY,
     AUTH_TOKEN_CONTEXT_KEY,
     DEFAULT_SERIALIZER,
+    DEFAULT_TRANSPORT_OPTIONS,
     LOGIN_METHOD_CONFIG_KEY,
     SERIALIZER_CONFIG_KEY,
 )
@@ -49,6 +50,13 @@ class _ReplyPublisher(Publisher):
 
     use_confirms = False
     delivery_mode = 1  # non-persistent
+    # A dict of its own. nameko's Publisher keeps transport_options in a class attribute that
+    # every publisher of the process shares and writes `confirm_publish` into on each publish,
+    # and kombu's pooled connections read that same dict when they connect: a reply's False
+    # was left in it under the confirmed publishers' pool (events, the outbox, event retries),
+    # whose next new connection came up without confirms (tests/integration/
+    # test_event_delivery.py), so an event could count as published that the broker never had.
+    transport_options = DEFAULT_TRANSPORT_OPTIONS.copy()
 
 
 class _Responder(nameko_rpc.Responder):

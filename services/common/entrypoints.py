@@ -148,10 +148,10 @@ def event_entrypoint(producer: str, event_type: str, handler):
 # - a transient failure (TRANSIENT_ERRORS: the database unreachable, a concurrent write won,
 #   the broker or a service asked was away): delivered again after a delay that doubles from
 #   EVENT_RETRY_DELAY up to EVENT_RETRY_MAX_DELAY, up to EVENT_MAX_DELIVERIES deliveries in
-#   all. The copy waits in `<queue>.retry` (no consumer) until its expiration, then the broker
-#   dead-letters it back to the handler's queue; its header DELIVERY_HEADER counts. The copy
-#   is published with confirms before the original is acked: a crash in between delivers the
-#   event twice, and handle_event runs it once;
+#   all. The copy waits in a retry queue of its delay (retry_queue_for, no consumer) until the
+#   queue's TTL runs out, then the broker dead-letters it back to the handler's queue; its
+#   header DELIVERY_HEADER counts. The copy is published with confirms before the original is
+#   acked: a crash in between delivers the event twice, and handle_event runs it once;
 # - a ContractViolation (the event does not fit its producer's message), any other failure
 #   (a handler's bug: running it again changes nothing), or the last delivery's transient
 #   failure: the event is kept in the consumer's own database, collection DEAD_LETTERS, with
@@ -192,6 +192,25 @@ def retry_delay(delivery: int, first: float, most: float) -> float:
     return min(most, first * 2 ** (delivery - 1))
 
 
+def retry_queue_for(queue_name: str, delay: float) -> Queue:
+    """The queue where a handler's failed events wait `delay` seconds: one queue per delay,
+    whose own TTL (x-message-ttl) hands every copy back to the handler's queue when it runs
+    out.
+
+    Not one queue for all delays with a TTL per message: RabbitMQ expires (and dead-letters)
+    only the message at the head of a queue, so a copy waiting 30 s held back every copy
+    queued behind it, a 0.5 s retry included, for those 30 s (reproduced,
+    tests/integration/test_event_delivery.py). In a queue whose copies all wait the same time
+    the head is always the first to expire. The TTL is in the name: a queue is never
+    declared again with other arguments (the broker would refuse: PRECONDITION_FAILED), and a
+    changed EVENT_RETRY_DELAY gets queues of its own while the old ones still hand back what
+    they hold."""
+    ttl_ms = max(0, round(delay * 1000))
+    return Queue(f"{queue_name}.retry.{ttl_ms}ms", durable=True, queue_arguments={
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue_name,
+        "x-message-ttl": ttl_ms})
+
+
 class EventHandler(nameko_events.EventHandler):
     """nameko's event handler (a SERVICE_POOL queue per handler, reliable delivery) on the
     worker's resilient queue consumer, with the outcomes above."""
@@ -207,8 +226,11 @@ class EventHandler(nameko_events.EventHandler):
                                           DEFAULT_EVENT_RETRY_DELAY)
         self.max_delay = _setting_float(worker_config, "EVENT_RETRY_MAX_DELAY",
                                         DEFAULT_EVENT_RETRY_MAX_DELAY)
-        self.retry_queue = Queue(f"{self.queue.name}.retry", durable=True, queue_arguments={
-            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.queue.name})
+        # delivery number -> the queue its copy waits in before the next delivery
+        self.retry_queues = {
+            delivery: retry_queue_for(self.queue.name, retry_delay(
+                delivery, self.first_delay, self.max_delay))
+            for delivery in range(1, self.max_deliveries)}
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         # Runs in the worker's greenthread: whatever happens here must not raise (nameko
@@ -239,16 +261,26 @@ class EventHandler(nameko_events.EventHandler):
 
     def _retry(self, message, delivery: int, exc: BaseException) -> None:
         delay = retry_delay(delivery, self.first_delay, self.max_delay)
+        retry_queue = self.retry_queues[delivery]
         headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-")}
         headers[DELIVERY_HEADER] = delivery + 1
         try:
             with get_producer(self.container.config[AMQP_URI_CONFIG_KEY]) as producer:
-                producer.publish(message.body, exchange="", routing_key=self.retry_queue.name,
-                                 declare=[self.retry_queue], headers=headers,
-                                 content_type=message.content_type,
-                                 content_encoding=message.content_encoding,
-                                 delivery_mode=2, expiration=delay, retry=True,
-                                 retry_policy={"max_retries": 2})
+                def declare_and_publish():
+                    # Declared on every attempt, not through kombu's cache (`declare=`: once
+                    # per pooled connection, for its whole life): a retry queue deleted
+                    # meanwhile would make the copy unroutable, which the broker drops and
+                    # still confirms, and the original would be acked and lost. A retry is
+                    # rare; the round trip is cheap.
+                    retry_queue.bind(producer.channel).declare()
+                    producer.publish(message.body, exchange="", routing_key=retry_queue.name,
+                                     headers=headers, content_type=message.content_type,
+                                     content_encoding=message.content_encoding,
+                                     delivery_mode=2)
+
+                # Both again on a fresh connection if the pooled one went stale (the broker
+                # restarted since), as publish(retry=True) did for the publish alone.
+                producer.connection.ensure(producer, declare_and_publish, max_retries=2)()
         except Exception as publish_failure:  # the broker is away: it has the original still
             log.warning("%s: %s failed (%s) and its retry could not be queued (%s); it goes "
                         "back to its queue", self.method_name, self.event_type,

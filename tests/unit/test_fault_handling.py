@@ -7,7 +7,7 @@ import pytest
 from kombu.exceptions import OperationalError
 
 from services import run
-from services.common.entrypoints import event_disposition, retry_delay
+from services.common.entrypoints import event_disposition, retry_delay, retry_queue_for
 from services.common.errors import Conflict, ContractViolation, NotFound, Unavailable
 
 
@@ -32,6 +32,23 @@ def test_an_event_is_acked_retried_or_kept_as_a_dead_letter(exc, delivery, outco
 
 def test_the_pause_before_a_redelivery_doubles_up_to_its_maximum():
     assert [retry_delay(n, 0.5, 30) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+
+
+def test_copies_of_one_delay_wait_in_a_queue_of_their_own_that_hands_them_back():
+    """The broker expires only a queue's head: copies that wait different times must not
+    share a queue (a long wait would hold the short ones behind it)."""
+    queues = [retry_queue_for("evt-filing-InstitutionFiled--certificates.on_filed",
+                              retry_delay(n, 0.5, 30)) for n in range(1, 10)]
+    assert [q.name.rsplit(".", 1)[1] for q in queues] == [
+        "500ms", "1000ms", "2000ms", "4000ms", "8000ms", "16000ms", "30000ms", "30000ms",
+        "30000ms"]
+    assert [q.queue_arguments["x-message-ttl"] for q in queues[:7]] == [
+        500, 1000, 2000, 4000, 8000, 16000, 30000]
+    assert all(q.durable and q.queue_arguments["x-dead-letter-exchange"] == "" and
+               q.queue_arguments["x-dead-letter-routing-key"] ==
+               "evt-filing-InstitutionFiled--certificates.on_filed" for q in queues)
+    assert retry_queue_for("q", 0).queue_arguments["x-message-ttl"] == 0  # at once
+    assert retry_queue_for("q", 0.0504).name == "q.retry.50ms"
 
 
 class FakeProcess:
