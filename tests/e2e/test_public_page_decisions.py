@@ -159,12 +159,12 @@ def test_an_institution_without_any_shows_nothing_found(browser, plat, decisions
     browser.save_screenshot(str(SHOTS / f"{section}-nothing.png"))
 
 
-@pytest.mark.parametrize("code", [
-    "52410502MJ00009",                   # too short
-    uscc(N)[:17] + ("1" if uscc(N)[17] != "1" else "2"),  # a wrong check character
-    "52410502MJ000095I",                 # 17 characters and I, outside GB 32100
+@pytest.mark.parametrize("case, code", [
+    ("short", "52410502MJ00009"),
+    ("check", uscc(N)[:17] + ("1" if uscc(N)[17] != "1" else "2")),
+    ("letter", "52410502MJ000095I"),  # 17 characters and I, outside GB 32100
 ])
-def test_a_malformed_code_is_refused_by_the_form(browser, plat, code):
+def test_a_malformed_code_is_refused_by_the_form(browser, plat, case, code):
     from selenium.webdriver.common.by import By
 
     browser.get("about:blank")
@@ -176,4 +176,4 @@ def test_a_malformed_code_is_refused_by_the_form(browser, plat, code):
     assert alert == "请输入正确的统一社会信用代码：18 位数字或大写字母，末位为校验码。"
     assert field.get_attribute("aria-invalid") == "true"
     assert browser.switch_to.active_element.get_attribute("id") == "grades-institution"
-    browser.save_screenshot(str(SHOTS / "grades-malformed.png"))
+    browser.save_screenshot(str(SHOTS / f"grades-malformed-{case}.png"))
