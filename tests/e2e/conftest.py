@@ -30,3 +30,13 @@ def fresh_platform(tmp_path):
     yield make
     for plat in started:
         plat.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for the public page's tests (tests/e2e/browser.py)."""
+    from tests.e2e.browser import chromium
+
+    driver = chromium()
+    yield driver
+    driver.quit()

@@ -2,39 +2,18 @@
 chromedriver): a person verifies a certificate, finds that "not found" and "wrong name" look
 the same, sees a voided certificate's decision checked against the decision log, searches the
 register and opens an institution's log entries. Screenshots of each page go to
-.screenshots/ (git-ignored): look at them.
-
-Chromium comes from Debian's packages (chromium, chromium-driver): installed here when absent
-and the tests run as root (as .ci/run does), skipped otherwise with the command to run.
+.screenshots/ (git-ignored): look at them. The browser is tests/e2e/browser.py's.
 Plain pytest (grpcio must not run under eventlet)."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import pytest
 
+from tests.e2e.browser import SHOTS, wait_text
 from tests.e2e.test_certificates_grpc import at, batch, file_institution, issuer, regulator, row
-from tests.platform import ROOT, Platform
+from tests.platform import Platform
 from tests.support import uscc
 
 pytestmark = pytest.mark.e2e
-
-SHOTS = ROOT / ".screenshots"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-PACKAGES = ("chromium", "chromium-driver", "fonts-noto-cjk")
-
-
-def ensure_chromium() -> None:
-    if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"no chromium: apt-get install {' '.join(PACKAGES)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *PACKAGES], check=True, env=env,
-                   timeout=1200)
 
 
 @pytest.fixture(scope="module")
@@ -59,34 +38,6 @@ def data(plat):
         "selection": {"certificate_numbers": [numbers[1]]},
         "reason": "INVALIDATION_REASON_EXAM_MISCONDUCT", "decision_ref": "安人社〔2026〕21号"})
     return {"n": n, "filing_code": filing_code, "valid": numbers[0], "voided": numbers[1]}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ensure_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,1600", "--lang=zh-CN"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(0)
-    SHOTS.mkdir(exist_ok=True)
-    yield driver
-    driver.quit()
-
-
-def wait_text(driver, css, text, timeout=20):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(driver, timeout).until(
-        lambda d: text in d.find_element(By.CSS_SELECTOR, css).text,
-        message=f"{text!r} never appeared in {css}")
-    return driver.find_element(By.CSS_SELECTOR, css).text
 
 
 def verify(driver, plat, number, name):

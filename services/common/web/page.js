@@ -33,6 +33,10 @@ const KINDS = {
   "grading.GradeRevised": "信用等级修订",
 };
 const GRADES = { GRADE_A: "A", GRADE_B: "B", GRADE_C: "C", GRADE_D: "D", GRADE_UNGRADED: "暂不评级" };
+const TIERS = {  // seed 001 ch.6 art.1-4
+  SANCTION_TIER_RESULTS_VOID: "评价结果无效、证书作废", SANCTION_TIER_INTERVIEW: "约谈",
+  SANCTION_TIER_WARNING: "警告并限期整改（暂停评价）", SANCTION_TIER_TERMINATION: "终止备案",
+};
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -94,6 +98,17 @@ function required(form, names) {
   }
   if (first) first.focus();
   return first === null;
+}
+
+// A unified social credit code (GB 32100-2015): its shape and its check character (weights
+// 3^i mod 31), so a mistyped code is refused here and not answered "nothing published".
+const USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+
+function usccValid(code) {
+  if (!/^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$/.test(code)) return false;
+  let sum = 0, weight = 1;
+  for (let i = 0; i < 17; i++) { sum += USCC_CHARS.indexOf(code[i]) * weight; weight = weight * 3 % 31; }
+  return USCC_CHARS[(31 - sum % 31) % 31] === code[17];
 }
 
 // --- the decision log: inclusion checked in the browser (RFC 9162 §2.1.3.2) --------------------
@@ -164,10 +179,23 @@ async function checkEntry(entry) {
     el("br"), el("small", {}, "树根 SHA-256：", el("code", {}, hex(b64(proof.head.root_hash)))));
 }
 
+// The log keeps UTC (RFC 3339); the public reads Beijing time.
+const BEIJING = new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", year: "numeric",
+  month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+
+function beijing(at) {  // an RFC 3339 text or milliseconds since the epoch
+  const when = new Date(at || "");
+  if (Number.isNaN(when.getTime())) return at;
+  const p = Object.fromEntries(BEIJING.formatToParts(when).map((x) => [x.type, x.value]));
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}（北京时间）`;
+}
+
 function describe(entry) {
   const data = JSON.parse(entry.entry_json);
   const d = data.decision || {};
-  const rows = [["决定类型", KINDS[data.kind] || data.kind], ["记录时间", data.occurred_at]];
+  const rows = [["决定类型", KINDS[data.kind] || data.kind], ["记录时间", beijing(data.occurred_at)]];
+  if (d.decision_id) rows.push(["决定编号", d.decision_id]);
+  if (d.tier) rows.push(["处理种类", TIERS[d.tier] || d.tier]);
   if (d.receipt) rows.push(["机构", d.receipt.institution_name], ["备案编号", d.receipt.filing_code],
     ["有效期至", d.receipt.valid_until]);
   if (d.reason) rows.push(["原因", REASONS[d.reason] || d.reason]);
@@ -175,6 +203,7 @@ function describe(entry) {
   if (d.effective_on) rows.push(["生效日期", d.effective_on]);
   if (d.total) rows.push(["涉及证书", `${d.total} 本`]);
   if (d.grade) rows.push(["年度", d.year], ["等级", GRADES[d.grade] || d.grade]);
+  if (d.previous_grade) rows.push(["修订前等级", GRADES[d.previous_grade] || d.previous_grade]);
   if (d.basis) rows.push(["依据", d.basis], ["摘要", d.summary], ["决定日期", d.decided_on]);
   if (d.reversed_on) rows.push(["撤销日期", d.reversed_on]);
   return pairs(rows);
@@ -299,7 +328,15 @@ function onSubject(event) {
     show(target, el("p", { class: "error", role: "alert" }, "请填写统一社会信用代码。"));
     return;
   }
-  const id = form.elements.institution_id.value.trim().toUpperCase();
+  const input = form.elements.institution_id;
+  const id = input.value.trim().toUpperCase();
+  if (!usccValid(id)) {
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+    show(target, el("p", { class: "error", role: "alert" },
+      "请输入正确的统一社会信用代码：18 位数字或大写字母，末位为校验码。"));
+    return;
+  }
   showEntries(target, `institution:${id}`, form.dataset.kinds.split(","), "暂无公开记录。");
 }
 
@@ -309,7 +346,7 @@ async function loadHead() {
     const answer = await api("/v1/log/head");
     logKey = answer.public_key_pem || null;
     const head = answer.head || {};
-    const when = head.timestamp_ms ? new Date(Number(head.timestamp_ms)).toLocaleString("zh-CN") : "";
+    const when = head.timestamp_ms ? beijing(Number(head.timestamp_ms)) : "";
     show(target, pairs([["已记录决定", `${Number(head.tree_size || 0)} 条`], ["树头签名时间", when],
       ["树根 SHA-256", hex(b64(head.root_hash))], ["日志标识", hex(b64(head.log_id)).slice(0, 16)]]));
   } catch (error) {
