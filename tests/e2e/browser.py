@@ -6,11 +6,8 @@ and the tests run as root (as .ci/run does), skipped otherwise with the command 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
-import pytest
-
+from tests.e2e.debian import install_or_skip
 from tests.platform import ROOT
 
 SHOTS = ROOT / ".screenshots"
@@ -21,12 +18,7 @@ PACKAGES = ("chromium", "chromium-driver", "fonts-noto-cjk")
 def ensure_chromium() -> None:
     if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
         return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"no chromium: apt-get install {' '.join(PACKAGES)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *PACKAGES], check=True, env=env,
-                   timeout=1200)
+    install_or_skip(PACKAGES, "no chromium")
 
 
 def chromium():

@@ -29,6 +29,7 @@ from vocreg.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 
 from services.reporting.domain.definition import BY_KEY, FIGURES
 from tests import reporting_events as R
+from tests.e2e.debian import install_or_skip
 from tests.e2e.grpc_client import Client, status_of
 from tests.platform import ROOT, Platform, eventually
 from tests.support import token
@@ -86,12 +87,7 @@ def chinese_font() -> bool:
 def ensure_poppler() -> None:
     if shutil.which("pdftoppm") and os.path.isdir("/usr/share/poppler/cMap") and chinese_font():
         return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"cannot render the PDF: apt-get install {' '.join(PDF_PACKAGES)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *PDF_PACKAGES], check=True, env=env,
-                   timeout=1200)
+    install_or_skip(PDF_PACKAGES, "cannot render the PDF")
 
 
 def export(plat, edition_id: str, fmt: str) -> tuple[bytes, dict]:
